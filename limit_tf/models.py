@@ -1,0 +1,213 @@
+"""Network architectures, built by name.
+
+Every builder returns a fresh, built functional ``keras.Model`` that maps
+inputs to logits (no softmax). LIMIT's q-network is built by the same call as
+its classifier, so the two are identical in structure (``../shared/DESIGN.md``
+section 5).
+
+Initialization and batch norm follow the paper's reference code (PyTorch
+defaults), because Keras' defaults change the results on small data:
+
+- convolution and dense weights *and biases* are drawn from
+  ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (PyTorch's default) instead of
+  Glorot-uniform weights and zero biases;
+- batch norm uses momentum 0.9 (PyTorch's 0.1) and epsilon 1e-5.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+import keras
+from keras import layers
+
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def torch_default_initializers(fan_in: int) -> dict:
+    """Kernel and bias initializers equal to PyTorch's Linear/Conv defaults.
+
+    PyTorch draws weights with ``kaiming_uniform_(a=sqrt(5))``, which is
+    ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, and biases from the same range.
+    """
+    bound = 1.0 / math.sqrt(fan_in)
+    return {
+        "kernel_initializer": keras.initializers.VarianceScaling(
+            scale=1.0 / 3.0, mode="fan_in", distribution="uniform"
+        ),
+        "bias_initializer": keras.initializers.RandomUniform(-bound, bound),
+    }
+
+
+def _conv(x, filters: int, kernel: int, stride: int, padding: int, *, use_bias: bool, name: str):
+    fan_in = kernel * kernel * int(x.shape[-1])
+    if padding:
+        x = layers.ZeroPadding2D(padding, name=f"{name}_pad")(x)
+    init = torch_default_initializers(fan_in)
+    if not use_bias:
+        init.pop("bias_initializer")
+    return layers.Conv2D(filters, kernel, strides=stride, padding="valid", use_bias=use_bias, name=name, **init)(x)
+
+
+def _dense(x, units: int, *, name: str, activation=None, use_bias: bool = True):
+    init = torch_default_initializers(int(x.shape[-1]))
+    if not use_bias:
+        init.pop("bias_initializer")
+    return layers.Dense(units, activation=activation, use_bias=use_bias, name=name, **init)(x)
+
+
+def _bn(x, name: str):
+    return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
+
+
+def mnist_cnn(
+    num_classes: int, input_shape: Sequence[int] = (28, 28, 1), *, last_bias: bool = True, name: str = "mnist_cnn"
+) -> keras.Model:
+    """The paper's MNIST CNN (Table 3).
+
+    conv 32 4x4 s2 p1, conv 32 4x4 s2 p1, conv 64 3x3 s2 p0, conv 256 3x3 s1
+    p0 (each with batch norm and ReLU), dense 128 ReLU, dense ``num_classes``.
+
+    Args:
+      num_classes: number of output logits.
+      input_shape: (height, width, channels).
+      last_bias: whether the last dense layer has a bias (the soft
+        regularization of eq. 11 needs a bias-free one).
+      name: model name.
+    """
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = inputs
+    for i, (filters, kernel, stride, pad) in enumerate([(32, 4, 2, 1), (32, 4, 2, 1), (64, 3, 2, 0), (256, 3, 1, 0)]):
+        x = _conv(x, filters, kernel, stride, pad, use_bias=True, name=f"conv{i + 1}")
+        x = _bn(x, f"bn{i + 1}")
+        x = layers.ReLU(name=f"relu{i + 1}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = _dense(x, 128, activation="relu", name="fc1")
+    outputs = _dense(x, num_classes, use_bias=last_bias, name="logits")
+    return keras.Model(inputs, outputs, name=name)
+
+
+def mlp(
+    num_classes: int,
+    input_shape: Sequence[int] = (28, 28, 1),
+    *,
+    hidden: Sequence[int] = (512, 512, 512, 512),
+    last_bias: bool = True,
+    name: str = "mlp",
+) -> keras.Model:
+    """Fully connected network (the paper's memorization figure uses 4 x 512 ReLU).
+
+    Works for images (flattened) and tabular inputs alike.
+    """
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = layers.Flatten(name="flatten")(inputs) if len(input_shape) > 1 else inputs
+    for i, units in enumerate(hidden):
+        x = _dense(x, units, activation="relu", name=f"fc{i + 1}")
+    outputs = _dense(x, num_classes, use_bias=last_bias, name="logits")
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _basic_block(x, filters: int, stride: int, name: str):
+    shortcut = x
+    y = _conv(x, filters, 3, stride, 1, use_bias=False, name=f"{name}_conv1")
+    y = layers.ReLU(name=f"{name}_relu1")(_bn(y, f"{name}_bn1"))
+    y = _conv(y, filters, 3, 1, 1, use_bias=False, name=f"{name}_conv2")
+    y = _bn(y, f"{name}_bn2")
+    if stride != 1 or int(x.shape[-1]) != filters:
+        shortcut = _conv(x, filters, 1, stride, 0, use_bias=False, name=f"{name}_proj")
+        shortcut = _bn(shortcut, f"{name}_proj_bn")
+    return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
+
+
+def _bottleneck_block(x, filters: int, stride: int, name: str):
+    expansion = 4
+    shortcut = x
+    y = _conv(x, filters, 1, 1, 0, use_bias=False, name=f"{name}_conv1")
+    y = layers.ReLU(name=f"{name}_relu1")(_bn(y, f"{name}_bn1"))
+    y = _conv(y, filters, 3, stride, 1, use_bias=False, name=f"{name}_conv2")
+    y = layers.ReLU(name=f"{name}_relu2")(_bn(y, f"{name}_bn2"))
+    y = _conv(y, filters * expansion, 1, 1, 0, use_bias=False, name=f"{name}_conv3")
+    y = _bn(y, f"{name}_bn3")
+    if stride != 1 or int(x.shape[-1]) != filters * expansion:
+        shortcut = _conv(x, filters * expansion, 1, stride, 0, use_bias=False, name=f"{name}_proj")
+        shortcut = _bn(shortcut, f"{name}_proj_bn")
+    return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
+
+
+def _resnet(inputs, block, stages: Sequence[int], *, cifar_stem: bool, num_classes: int, last_bias: bool, name: str):
+    if cifar_stem:  # 3x3 stride-1 first convolution, no max pooling (paper, appendix B)
+        x = _conv(inputs, 64, 3, 1, 1, use_bias=False, name="stem_conv")
+        x = layers.ReLU(name="stem_relu")(_bn(x, "stem_bn"))
+    else:
+        x = _conv(inputs, 64, 7, 2, 3, use_bias=False, name="stem_conv")
+        x = layers.ReLU(name="stem_relu")(_bn(x, "stem_bn"))
+        x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+        x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+    for stage, num_blocks in enumerate(stages):
+        filters = 64 * 2**stage
+        for b in range(num_blocks):
+            stride = 2 if (stage > 0 and b == 0) else 1
+            x = block(x, filters, stride, name=f"stage{stage + 1}_block{b + 1}")
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = _dense(x, num_classes, use_bias=last_bias, name="logits")
+    return keras.Model(inputs, outputs, name=name)
+
+
+def resnet34(
+    num_classes: int, input_shape: Sequence[int] = (32, 32, 3), *, last_bias: bool = True, name: str = "resnet34"
+) -> keras.Model:
+    """ResNet-34 for CIFAR: 3x3 stride-1 stem and no max pooling (paper, appendix B)."""
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    return _resnet(
+        inputs, _basic_block, (3, 4, 6, 3), cifar_stem=True, num_classes=num_classes, last_bias=last_bias, name=name
+    )
+
+
+def resnet50(
+    num_classes: int, input_shape: Sequence[int] = (224, 224, 3), *, last_bias: bool = True, name: str = "resnet50"
+) -> keras.Model:
+    """The original ResNet-50 (7x7 stride-2 stem and max pooling), for Clothing1M."""
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    return _resnet(
+        inputs,
+        _bottleneck_block,
+        (3, 4, 6, 3),
+        cifar_stem=False,
+        num_classes=num_classes,
+        last_bias=last_bias,
+        name=name,
+    )
+
+
+ARCHITECTURES: Mapping[str, Callable[..., keras.Model]] = {
+    "mnist_cnn": mnist_cnn,
+    "mlp": mlp,
+    "resnet34": resnet34,
+    "resnet50": resnet50,
+}
+
+
+def build_model(
+    architecture: str, num_classes: int, input_shape: Sequence[int], *, last_bias: bool = True, name: str | None = None
+) -> keras.Model:
+    """Builds a network by name; used for the classifier and the q-network alike.
+
+    Args:
+      architecture: one of :data:`ARCHITECTURES`.
+      num_classes: number of logits.
+      input_shape: input shape without the batch dimension.
+      last_bias: whether the logits layer has a bias.
+      name: model name (defaults to the architecture name).
+
+    Returns:
+      A built ``keras.Model`` returning logits.
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; allowed: {', '.join(ARCHITECTURES)}.")
+    if int(num_classes) < 2:
+        raise ValueError(f"num_classes={num_classes!r} is not allowed: it must be >= 2.")
+    return ARCHITECTURES[architecture](
+        int(num_classes), tuple(int(d) for d in input_shape), last_bias=last_bias, name=name or architecture
+    )

@@ -1,0 +1,246 @@
+import gzip
+import io
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from limit_tf import data
+
+
+def _write_idx(path, array):
+    array = np.asarray(array, np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def _fake_mnist_dir(root, n_train=600, n_test=100, seed=0):
+    rng = np.random.default_rng(seed)
+    d = root / "mnist"
+    d.mkdir(parents=True)
+    _write_idx(d / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (n_train, 28, 28)))
+    _write_idx(d / "train-labels-idx1-ubyte.gz", np.arange(n_train) % 10)
+    _write_idx(d / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (n_test, 28, 28)))
+    _write_idx(d / "t10k-labels-idx1-ubyte.gz", np.arange(n_test) % 10)
+    return d
+
+
+def _cifar_blob(n, label_key, num_classes, rng):
+    batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), label_key: list(rng.integers(0, num_classes, n))}
+    return pickle.dumps(batch)
+
+
+def test_real_mnist_from_local_files(mnist_dir):
+    raw = data.load_raw("mnist", mnist_dir)
+    assert raw.x_train.shape == (60000, 28, 28, 1) and raw.x_train.dtype == np.uint8
+    assert raw.x_test.shape == (10000, 28, 28, 1)
+    # Class counts published with the files (../shared/data/README.md).
+    assert np.bincount(raw.y_train).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert raw.x_train.mean() / 255 == pytest.approx(0.1307, abs=1e-3)
+
+
+def test_real_mnist_protocol(mnist_dir):
+    ds = data.load_noisy_dataset(
+        "mnist", data_dir=mnist_dir, num_train_examples=1000, noise="uniform", noise_rate=0.8, seed=3
+    )
+    assert (len(ds.train), len(ds.validation), len(ds.test)) == (1000, 12000, 10000)
+    assert ds.realized_noise_rate == pytest.approx(0.8, abs=0.05)
+    assert ds.validation.noise_rate == pytest.approx(0.8, abs=0.02)  # validation carries the noise
+    assert ds.test.noise_rate == 0.0
+    # Train and validation come from disjoint parts of the official training set.
+    assert not set(ds.train.source_indices) & set(ds.validation.source_indices)
+
+
+def test_data_dir_from_environment(tmp_path, monkeypatch):
+    _fake_mnist_dir(tmp_path)
+    monkeypatch.setenv("LIMIT_DATA_DIR", str(tmp_path))
+    assert data.load_raw("mnist").x_train.shape == (600, 28, 28, 1)
+
+
+def test_split_protocol_on_generated_files(tmp_path):
+    _fake_mnist_dir(tmp_path)
+    kw = dict(data_dir=tmp_path, noise="uniform", noise_rate=0.5, seed=1)
+    small = data.load_noisy_dataset("mnist", num_train_examples=50, **kw)
+    large = data.load_noisy_dataset("mnist", num_train_examples=400, **kw)
+    # 600 examples: validation keeps MNIST's 12k/60k share.
+    assert len(small.validation) == 120 and len(small.train) == 50
+    # Nested subsets: the first 50 examples and their noisy labels do not depend on n.
+    np.testing.assert_array_equal(small.train.source_indices, large.train.source_indices[:50])
+    np.testing.assert_array_equal(small.train.labels, large.train.labels[:50])
+    np.testing.assert_array_equal(small.validation.labels, large.validation.labels)
+    again = data.load_noisy_dataset("mnist", num_train_examples=50, **kw)
+    np.testing.assert_array_equal(small.train.labels, again.train.labels)
+    other = data.load_noisy_dataset("mnist", num_train_examples=50, **{**kw, "seed": 2})
+    assert not np.array_equal(small.train.source_indices, other.train.source_indices)
+
+
+def test_clean_validation_option(tmp_path):
+    _fake_mnist_dir(tmp_path)
+    ds = data.load_noisy_dataset("mnist", data_dir=tmp_path, noise="uniform", noise_rate=0.6, clean_validation=True)
+    assert ds.validation.noise_rate == 0.0 and ds.realized_noise_rate > 0.4
+
+
+def test_user_matrix(tmp_path):
+    _fake_mnist_dir(tmp_path)
+    t = np.eye(10)
+    t[0] = 0.0
+    t[0, 1] = 1.0  # every 0 becomes a 1
+    ds = data.load_noisy_dataset("mnist", data_dir=tmp_path, noise_matrix=t)
+    assert set(ds.train.labels[ds.train.clean_labels == 0]) == {1}
+    assert ds.train.noise_mask.sum() == (ds.train.clean_labels == 0).sum()
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_cifar10_pickles(tmp_path, packed):
+    rng = np.random.default_rng(0)
+    blobs = {f"data_batch_{i}": _cifar_blob(20, b"labels", 10, rng) for i in range(1, 6)}
+    blobs["test_batch"] = _cifar_blob(10, b"labels", 10, rng)
+    if packed:
+        (tmp_path / "cifar10").mkdir()
+        with tarfile.open(tmp_path / "cifar10" / "cifar-10-python.tar.gz", "w:gz") as tar:
+            for name, blob in blobs.items():
+                info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+                info.size = len(blob)
+                tar.addfile(info, io.BytesIO(blob))
+    else:
+        folder = tmp_path / "cifar-10-batches-py"
+        folder.mkdir()
+        for name, blob in blobs.items():
+            (folder / name).write_bytes(blob)
+    raw = data.load_raw("cifar10", tmp_path)
+    assert raw.x_train.shape == (100, 32, 32, 3) and raw.x_test.shape == (10, 32, 32, 3)
+    first = pickle.loads(blobs["data_batch_1"])[b"data"][0]
+    np.testing.assert_array_equal(raw.x_train[0, :, :, 0].ravel(), first[:1024])  # channel-first rows -> HWC
+
+
+def test_cifar100_fine_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    (folder / "train").write_bytes(_cifar_blob(50, b"fine_labels", 100, rng))
+    (folder / "test").write_bytes(_cifar_blob(10, b"fine_labels", 100, rng))
+    ds = data.load_noisy_dataset("cifar100", data_dir=tmp_path, noise="uniform", noise_rate=0.2)
+    assert ds.num_classes == 100 and ds.augment
+
+
+def test_tfds_path_with_mock_data(tmp_path):
+    with tfds.testing.mock_data(num_examples=40):
+        ds = data.load_noisy_dataset(
+            "cifar10", data_dir=tmp_path, source="tfds", allow_download=True, noise="pair", noise_rate=0.4
+        )
+    assert ds.train.x.shape[1:] == (32, 32, 3)
+    assert len(ds.train) + len(ds.validation) == 40 and len(ds.test) == 40
+
+
+def test_offline_without_data_fails_fast(tmp_path):
+    with pytest.raises(data.DataNotFoundError, match="not found offline.*downloads are off"):
+        data.load_raw("fashion_mnist", tmp_path)
+    with pytest.raises(data.DataNotFoundError, match="not found in local files"):
+        data.load_raw("mnist", tmp_path, source="local")
+
+
+def test_corrupt_and_truncated_files(tmp_path):
+    d = _fake_mnist_dir(tmp_path)
+    (d / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not a gzip file")
+    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte.gz is corrupt"):
+        data.load_raw("mnist", tmp_path)
+    with gzip.open(d / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 1]) + (100).to_bytes(4, "big") + bytes(10))
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        data.load_raw("mnist", tmp_path)
+
+
+def test_bad_arguments(tmp_path):
+    _fake_mnist_dir(tmp_path)
+    with pytest.raises(ValueError, match="unknown dataset 'svhn'"):
+        data.load_noisy_dataset("svhn", data_dir=tmp_path)
+    with pytest.raises(
+        ValueError, match=r"num_train_examples=50000 is not allowed for mnist: it must be in \[1, 48000\]"
+    ):
+        data.load_noisy_dataset("mnist", data_dir=tmp_path, num_train_examples=50000)
+    with pytest.raises(ValueError, match="noise rate 1.0 is outside"):
+        data.load_noisy_dataset("mnist", data_dir=tmp_path, noise_rate=1.0)
+    with pytest.raises(ValueError, match="row 1 sums to"):
+        bad = np.eye(10)
+        bad[1, 2] = 0.5
+        data.load_noisy_dataset("mnist", data_dir=tmp_path, noise_matrix=bad)
+    with pytest.raises(ValueError, match="unknown data source"):
+        data.load_raw("mnist", tmp_path, source="web")
+
+
+def test_pipeline_carries_metadata_and_normalizes(tmp_path):
+    _fake_mnist_dir(tmp_path)
+    ds = data.load_noisy_dataset("mnist", data_dir=tmp_path, noise="uniform", noise_rate=0.5)
+    batch = next(iter(data.to_tf_dataset(ds, "train", batch_size=32, with_metadata=True)))
+    idx = batch["index"].numpy()
+    np.testing.assert_array_equal(batch["label"].numpy(), ds.train.labels[idx])
+    np.testing.assert_array_equal(batch["clean_label"].numpy(), ds.train.clean_labels[idx])
+    expected = (ds.train.x[idx].astype(np.float32) / 255.0 - 0.456) / 0.224
+    np.testing.assert_allclose(batch["image"].numpy(), expected, rtol=1e-5, atol=1e-5)
+    x, y = next(iter(data.to_tf_dataset(ds, "test", batch_size=7)))
+    assert x.shape == (7, 28, 28, 1) and x.dtype == tf.float32 and y.dtype == tf.int32
+
+
+def test_training_pipeline_shuffles_each_epoch_and_covers_all(tmp_path):
+    _fake_mnist_dir(tmp_path)
+    ds = data.load_noisy_dataset("mnist", data_dir=tmp_path, num_train_examples=100)
+    pipe = data.to_tf_dataset(ds, "train", batch_size=64, training=True, with_metadata=True, seed=1)
+    epochs = [np.concatenate([b["index"].numpy() for b in pipe]) for _ in range(2)]
+    assert sorted(epochs[0]) == list(range(100))
+    assert not np.array_equal(epochs[0], epochs[1])
+
+
+def test_cifar_augmentation_only_in_training(rng):
+    x = rng.integers(0, 256, (60, 32, 32, 3), dtype=np.uint8)
+    ds = data.from_arrays(x, np.arange(60) % 10, num_classes=10)
+    ds = data.NoisyDataset(**{**ds.__dict__, "augment": True})
+    train = next(iter(data.to_tf_dataset(ds, "train", batch_size=8, training=True, with_metadata=True)))
+    raw = ds.train.x[train["index"].numpy()].astype(np.float32) / 255.0
+    assert train["image"].shape == (8, 32, 32, 3)
+    assert not np.allclose(train["image"].numpy(), raw)  # cropped / flipped
+    test = next(iter(data.to_tf_dataset(ds, "test", batch_size=8)))[0]
+    np.testing.assert_allclose(test.numpy(), ds.test.x[:8].astype(np.float32) / 255.0, atol=1e-6)
+
+
+def test_from_arrays_tabular(rng):
+    x = rng.normal(size=(500, 6)).astype(np.float32) * 5 + 3
+    y = (x[:, 0] > 3).astype(int)
+    ds = data.from_arrays(x, y, noise="uniform", noise_rate=0.2, normalize=True, seed=4)
+    assert ds.num_classes == 2 and ds.input_shape == (6,)
+    assert len(ds.test) == 100 and len(ds.validation) == 80 and len(ds.train) == 320
+    assert ds.test.noise_rate == 0.0
+    xb, _ = next(iter(data.to_tf_dataset(ds, "train", batch_size=320)))
+    np.testing.assert_allclose(xb.numpy().mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(xb.numpy().std(axis=0), 1.0, atol=1e-3)
+
+
+def test_from_arrays_rejects_mismatch():
+    with pytest.raises(ValueError, match="x has 3 examples but y has 2"):
+        data.from_arrays(np.zeros((3, 2)), np.zeros(2))
+
+
+def test_clothing1m_manual_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir()
+    keys = []
+    for i in range(6):
+        key = f"images/{i}.jpg"
+        tf.io.write_file(str(tmp_path / key), tf.io.encode_jpeg(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)))
+        keys.append(key)
+    (tmp_path / "noisy_label_kv.txt").write_text("".join(f"{k} {i % 14}\n" for i, k in enumerate(keys[:4])))
+    (tmp_path / "clean_label_kv.txt").write_text("".join(f"{k} {i}\n" for i, k in enumerate(keys)))
+    (tmp_path / "noisy_train_key_list.txt").write_text("\n".join(keys[:4]))
+    (tmp_path / "clean_val_key_list.txt").write_text(keys[4])
+    (tmp_path / "clean_test_key_list.txt").write_text(keys[5])
+    splits = data.load_clothing1m(tmp_path)
+    assert [len(splits[s]) for s in ("train", "validation", "test")] == [4, 1, 1]
+    assert splits["test"].labels.tolist() == [5]
+    x, y = next(iter(data.clothing1m_tf_dataset(splits["train"], batch_size=4, training=True)))
+    assert x.shape == (4, 224, 224, 3) and y.shape == (4,)
+    (tmp_path / "clean_test_key_list.txt").write_text("images/unknown.jpg")
+    with pytest.raises(ValueError, match="have no label in clean_label_kv.txt"):
+        data.load_clothing1m(tmp_path)

@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+
+from limit_tf import models
+
+
+def _trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+@pytest.mark.parametrize(
+    "name,k,shape,trainable",
+    [
+        # The paper's MNIST CNN (Table 3), counted by hand:
+        # conv 544 + 16,416 + 18,496 + 147,712, BN 2*(32+32+64+256), fc 32,896 + 1,290.
+        ("mnist_cnn", 10, (28, 28, 1), 218_122),
+        ("mlp", 10, (28, 28, 1), 784 * 512 + 512 + 3 * (512 * 512 + 512) + 512 * 10 + 10),
+        # The CIFAR ResNet-34 of the paper's reference code / kuangliu's (PyTorch counts).
+        ("resnet34", 10, (32, 32, 3), 21_282_122),
+        # torchvision's ResNet-50.
+        ("resnet50", 1000, (224, 224, 3), 25_557_032),
+    ],
+)
+def test_parameter_counts(name, k, shape, trainable):
+    assert _trainable(models.build_model(name, k, shape)) == trainable
+
+
+@pytest.mark.parametrize(
+    "name,shape",
+    [
+        ("mnist_cnn", (28, 28, 1)),
+        ("mlp", (28, 28, 1)),
+        ("mlp", (7,)),
+        ("resnet34", (16, 16, 3)),
+        ("resnet50", (64, 64, 3)),
+    ],
+)
+def test_forward_pass(name, shape, rng):
+    model = models.build_model(name, 7, shape)
+    out = model(rng.normal(size=(2, *shape)).astype(np.float32), training=False)
+    assert out.shape == (2, 7)
+    assert np.all(np.isfinite(np.asarray(out)))
+
+
+def test_mnist_cnn_feature_map_sizes():
+    model = models.mnist_cnn(10)
+    shapes = {
+        layer.name: layer.output.shape[1:]
+        for layer in model.layers
+        if layer.name.startswith("conv") and "pad" not in layer.name
+    }
+    assert shapes == {"conv1": (14, 14, 32), "conv2": (7, 7, 32), "conv3": (3, 3, 64), "conv4": (1, 1, 256)}
+
+
+def test_pytorch_style_initialization_and_batch_norm():
+    model = models.mnist_cnn(10)
+    fc = model.get_layer("logits")
+    bound = 1 / np.sqrt(128)
+    kernel, bias = (np.asarray(w) for w in fc.weights)
+    assert np.abs(kernel).max() <= bound and np.abs(kernel).max() > 0.8 * bound
+    assert np.abs(bias).max() <= bound and np.any(bias != 0)  # biases are not zero as in Keras
+    bn = model.get_layer("bn1")
+    assert bn.momentum == pytest.approx(0.9) and bn.epsilon == pytest.approx(1e-5)
+
+
+def test_two_builds_share_structure_but_not_weights():
+    a, b = models.build_model("mnist_cnn", 10, (28, 28, 1)), models.build_model("mnist_cnn", 10, (28, 28, 1))
+    assert [w.shape for w in a.weights] == [w.shape for w in b.weights]
+    assert not np.allclose(a.weights[0], b.weights[0])
+
+
+def test_bias_free_last_layer():
+    model = models.build_model("mnist_cnn", 10, (28, 28, 1), last_bias=False)
+    assert len(model.get_layer("logits").weights) == 1
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown architecture 'vgg16'"):
+        models.build_model("vgg16", 10, (32, 32, 3))
+    with pytest.raises(ValueError, match="num_classes=1"):
+        models.build_model("mlp", 1, (4,))
