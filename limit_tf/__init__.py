@@ -6,3 +6,7 @@ Network Weights" (ICML 2020).
 """
 
 __version__ = "0.1.0"
+
+from limit_tf.limit import LimitModel  # noqa: E402
+
+__all__ = ["LimitModel"]

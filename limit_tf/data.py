@@ -872,3 +872,44 @@ def clothing1m_tf_dataset(split: FileSplit, *, batch_size: int, training: bool, 
         ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(int(batch_size)).prefetch(tf.data.AUTOTUNE)
+
+
+def training_stream(dataset: NoisyDataset, *, batch_size: int, seed: int, first_epoch: int, last_epoch: int):
+    """Training epochs ``first_epoch .. last_epoch - 1`` as one ``tf.data`` stream.
+
+    Epoch ``e``'s order (and, for augmented datasets, its crops and flips)
+    depends only on ``(seed, e)``, not on how many epochs this process has
+    already run: a run resumed at epoch ``e`` sees exactly the batches an
+    uninterrupted run would. Use with ``fit(steps_per_epoch=...)``.
+
+    Returns:
+      ``(dataset of (image, observed label) batches, steps per epoch)``.
+    """
+    import tensorflow as tf
+
+    n = len(dataset.train)
+    steps = -(-n // int(batch_size))
+    x = tf.constant(dataset.train.x)
+    y = tf.constant(dataset.train.labels.astype(np.int32))
+    normalize = _normalizer(dataset)
+    seed = int(seed)
+
+    def one_epoch(epoch):
+        epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
+        order = tf.argsort(tf.random.stateless_uniform([n], seed=epoch_seed))
+        ds = tf.data.Dataset.from_tensor_slices(order)
+        if dataset.augment:
+
+            def augment(i):
+                s = tf.stack([epoch * 1_000_003 + tf.cast(i, tf.int64), tf.constant(seed, tf.int64)])
+                image = x[i]
+                padded = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
+                image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=s)
+                return tf.image.stateless_random_flip_left_right(image, seed=s + 1), y[i]
+
+            return ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(int(batch_size))
+        return ds.batch(int(batch_size)).map(lambda idx: (tf.gather(x, idx), tf.gather(y, idx)))
+
+    stream = tf.data.Dataset.range(int(first_epoch), int(last_epoch)).flat_map(one_epoch)
+    stream = stream.map(lambda images, labels: (normalize(images), labels), num_parallel_calls=tf.data.AUTOTUNE)
+    return stream.prefetch(tf.data.AUTOTUNE), steps
