@@ -181,10 +181,7 @@ class LimitModel(keras.Model):
         self.q_fit_tracker = keras.metrics.Mean(name="q_fit")
         self.q_penalty_tracker = keras.metrics.Mean(name="q_penalty")
         self.q_accuracy_tracker = keras.metrics.Mean(name="q_accuracy")
-        if input_shape is not None:
-            input_shape = (None, *tuple(input_shape))
-        else:
-            input_shape = _known_input_shape(classifier)
+        input_shape = (None, *tuple(input_shape)) if input_shape is not None else _known_input_shape(classifier)
         if input_shape is not None:
             self.build(input_shape)
         if init_predictor_from is not None:

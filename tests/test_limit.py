@@ -66,10 +66,7 @@ def test_classifier_update_does_not_depend_on_labels(predictor, sample, rng):
 def _hand_q_gradient(x, y_one_hot, p, w, bias, predictor, beta):
     """d/dW, d/db of mean_i [fit_i + beta ||p_i - r_i||^2] for a linear q, by hand."""
     r = _softmax(x @ w + bias)
-    if predictor == "gaussian":
-        d_r = -2.0 * (y_one_hot - r)
-    else:
-        d_r = -np.sign(y_one_hot - r)
+    d_r = -2.0 * (y_one_hot - r) if predictor == "gaussian" else -np.sign(y_one_hot - r)
     d_r = d_r - 2.0 * beta * (p - r)
     # Softmax Jacobian: dr_c/dz_j = r_c (delta_cj - r_j).
     d_z = r * (d_r - np.sum(d_r * r, axis=1, keepdims=True))
