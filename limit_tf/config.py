@@ -66,6 +66,7 @@ class ExperimentConfig:
     learning_rate: float = 1e-3
     seed: int = 0
     noise_seed: int = 0
+    track_test_accuracy: bool = False
     jit_compile: bool = False
     deterministic: bool = False
     strategy: str = "default"

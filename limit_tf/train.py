@@ -126,6 +126,20 @@ class MemorizationMetrics(keras.callbacks.Callback):
         )
 
 
+class TestAccuracyMonitor(keras.callbacks.Callback):
+    """Logs ``test_accuracy_monitor`` each epoch: for curves only, never for selection."""
+
+    def __init__(self, classifier: keras.Model, test_dataset):
+        super().__init__()
+        self.classifier = classifier
+        self.test_dataset = test_dataset
+        self.labels = np.concatenate([y for _, y in test_dataset.as_numpy_iterator()])
+
+    def on_epoch_end(self, epoch, logs=None):
+        predicted = np.argmax(self.classifier.predict(self.test_dataset.map(lambda x, y: x), verbose=0), axis=-1)
+        logs["test_accuracy_monitor"] = float(np.mean(predicted == self.labels))
+
+
 class BestEpochSelection(keras.callbacks.Callback):
     """Keeps the best-validation weights and stops after ``patience`` epochs without improvement.
 
@@ -335,9 +349,13 @@ def _fit(model, config, dataset, workdir: Path, selection, start_epoch: int, ext
     validation = data_lib.to_tf_dataset(dataset, "validation", batch_size=1024)
     train_eval = data_lib.to_tf_dataset(dataset, "train", batch_size=1024).map(lambda x, y: x)
     label = f"{config.method} {Path(config.workdir).name}"
+    classifier = methods.classifier_of(model)
+    monitors = [MemorizationMetrics(classifier, train_eval, dataset.train)]
+    if config.track_test_accuracy:
+        monitors.append(TestAccuracyMonitor(classifier, data_lib.to_tf_dataset(dataset, "test", batch_size=1024)))
     callbacks = [
         NanGuard(),
-        MemorizationMetrics(methods.classifier_of(model), train_eval, dataset.train),
+        *monitors,
         selection,
         keras.callbacks.CSVLogger(str(workdir / METRICS_CSV), append=True),
         keras.callbacks.TensorBoard(str(workdir / "tensorboard")),
@@ -352,6 +370,7 @@ def _fit(model, config, dataset, workdir: Path, selection, start_epoch: int, ext
         steps_per_epoch=steps,
         validation_data=validation,
         callbacks=callbacks,
+        shuffle=False,  # the stream is already shuffled, per epoch
         verbose=0,
     )
 
