@@ -61,7 +61,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("seed", d.seed, "Seed of the weights, the batch order and sampling.")
     flags.DEFINE_integer("noise_seed", d.noise_seed, "Seed of the split, the subset and the label noise.")
     flags.DEFINE_bool(
-        "track_test_accuracy", d.track_test_accuracy, "Also log clean test accuracy per epoch (for plots; never for selection)."
+        "track_test_accuracy",
+        d.track_test_accuracy,
+        "Also log clean test accuracy per epoch (for plots; never for selection).",
     )
     flags.DEFINE_bool("jit_compile", d.jit_compile, "Compile the training step with XLA.")
     flags.DEFINE_bool("deterministic", d.deterministic, "Enable TensorFlow op determinism.")

@@ -16,7 +16,6 @@ import dataclasses
 import json
 import math
 import os
-from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -65,18 +64,42 @@ def _paper_column(text: str) -> dict[str, tuple[float, float]]:
 # The paper's test accuracy (%) on MNIST with uniform noise, mean +- std over
 # 5 seeds (its Tables 4 and 5; Table 1 shows the means). Key: (p, n).
 PAPER_MNIST_UNIFORM: dict[tuple[float, int], dict[str, tuple[float, float]]] = {
-    (0.0, 1000): _paper_column("94.3+-0.5,89.5+-0.8,90.0+-0.5,94.6+-0.5,93.6+-0.6,94.5+-0.5,95.7+-0.2,95.6+-0.3,94.8+-0.3,95.7+-0.2,95.0+-0.2"),
-    (0.0, 10000): _paper_column("98.4+-0.2,95.4+-0.5,95.3+-0.6,98.3+-0.2,98.4+-0.1,98.5+-0.1,98.4+-0.1,98.6+-0.1,98.6+-0.2,98.7+-0.1,98.7+-0.1"),
-    (0.0, 48000): _paper_column("99.2+-0.0,97.1+-0.5,96.7+-0.7,99.1+-0.1,99.2+-0.1,99.2+-0.0,99.2+-0.0,99.3+-0.0,99.3+-0.0,99.3+-0.1,99.3+-0.1"),
-    (0.5, 1000): _paper_column("71.8+-4.3,70.5+-3.5,66.8+-1.3,75.6+-5.0,64.3+-9.1,79.8+-2.9,76.4+-2.4,82.8+-4.6,88.7+-3.8,83.3+-2.3,88.2+-2.9"),
-    (0.5, 10000): _paper_column("93.1+-0.6,92.3+-0.7,92.0+-1.5,95.7+-0.5,91.6+-2.0,95.7+-0.3,95.7+-0.0,97.0+-0.1,97.6+-0.1,97.1+-0.2,97.7+-0.1"),
-    (0.5, 48000): _paper_column("97.2+-0.2,97.4+-0.5,97.6+-0.1,98.1+-0.1,97.3+-0.3,98.3+-0.1,98.2+-0.1,98.7+-0.1,98.9+-0.0,98.6+-0.1,99.0+-0.1"),
-    (0.8, 1000): _paper_column("27.0+-3.8,25.9+-4.6,30.2+-4.8,25.1+-3.3,19.0+-4.1,30.3+-5.1,28.8+-2.2,35.9+-6.3,35.6+-3.2,37.1+-5.4,35.9+-4.3"),
-    (0.8, 10000): _paper_column("69.9+-2.6,51.9+-10.5,53.1+-6.4,74.6+-2.7,61.2+-5.0,79.0+-1.5,67.0+-1.9,80.6+-2.8,93.3+-0.3,82.0+-1.5,93.9+-0.8"),
-    (0.8, 48000): _paper_column("87.2+-1.0,85.3+-8.3,74.5+-19.1,93.2+-1.1,89.1+-2.1,88.8+-0.9,89.3+-0.6,93.4+-0.5,97.6+-0.3,94.7+-0.6,97.7+-0.2"),
-    (0.89, 1000): _paper_column("10.3+-1.6,10.4+-4.5,11.9+-3.9,10.9+-1.4,8.7+-2.8,10.5+-1.2,10.3+-1.6,10.0+-1.0,10.1+-0.7,9.9+-1.0,11.1+-0.7"),
-    (0.89, 10000): _paper_column("13.4+-3.3,10.2+-3.3,8.8+-5.4,12.1+-3.9,11.4+-1.4,14.1+-5.1,10.5+-0.8,14.3+-5.4,12.5+-2.1,12.6+-0.3,11.8+-1.0"),
-    (0.89, 48000): _paper_column("13.2+-1.8,11.1+-0.4,14.1+-4.3,17.6+-8.1,12.3+-1.8,12.5+-1.5,12.7+-2.6,13.1+-4.3,28.3+-8.1,16.0+-5.9,28.6+-4.0"),
+    (0.0, 1000): _paper_column(
+        "94.3+-0.5,89.5+-0.8,90.0+-0.5,94.6+-0.5,93.6+-0.6,94.5+-0.5,95.7+-0.2,95.6+-0.3,94.8+-0.3,95.7+-0.2,95.0+-0.2"
+    ),
+    (0.0, 10000): _paper_column(
+        "98.4+-0.2,95.4+-0.5,95.3+-0.6,98.3+-0.2,98.4+-0.1,98.5+-0.1,98.4+-0.1,98.6+-0.1,98.6+-0.2,98.7+-0.1,98.7+-0.1"
+    ),
+    (0.0, 48000): _paper_column(
+        "99.2+-0.0,97.1+-0.5,96.7+-0.7,99.1+-0.1,99.2+-0.1,99.2+-0.0,99.2+-0.0,99.3+-0.0,99.3+-0.0,99.3+-0.1,99.3+-0.1"
+    ),
+    (0.5, 1000): _paper_column(
+        "71.8+-4.3,70.5+-3.5,66.8+-1.3,75.6+-5.0,64.3+-9.1,79.8+-2.9,76.4+-2.4,82.8+-4.6,88.7+-3.8,83.3+-2.3,88.2+-2.9"
+    ),
+    (0.5, 10000): _paper_column(
+        "93.1+-0.6,92.3+-0.7,92.0+-1.5,95.7+-0.5,91.6+-2.0,95.7+-0.3,95.7+-0.0,97.0+-0.1,97.6+-0.1,97.1+-0.2,97.7+-0.1"
+    ),
+    (0.5, 48000): _paper_column(
+        "97.2+-0.2,97.4+-0.5,97.6+-0.1,98.1+-0.1,97.3+-0.3,98.3+-0.1,98.2+-0.1,98.7+-0.1,98.9+-0.0,98.6+-0.1,99.0+-0.1"
+    ),
+    (0.8, 1000): _paper_column(
+        "27.0+-3.8,25.9+-4.6,30.2+-4.8,25.1+-3.3,19.0+-4.1,30.3+-5.1,28.8+-2.2,35.9+-6.3,35.6+-3.2,37.1+-5.4,35.9+-4.3"
+    ),
+    (0.8, 10000): _paper_column(
+        "69.9+-2.6,51.9+-10.5,53.1+-6.4,74.6+-2.7,61.2+-5.0,79.0+-1.5,67.0+-1.9,80.6+-2.8,93.3+-0.3,82.0+-1.5,93.9+-0.8"
+    ),
+    (0.8, 48000): _paper_column(
+        "87.2+-1.0,85.3+-8.3,74.5+-19.1,93.2+-1.1,89.1+-2.1,88.8+-0.9,89.3+-0.6,93.4+-0.5,97.6+-0.3,94.7+-0.6,97.7+-0.2"
+    ),
+    (0.89, 1000): _paper_column(
+        "10.3+-1.6,10.4+-4.5,11.9+-3.9,10.9+-1.4,8.7+-2.8,10.5+-1.2,10.3+-1.6,10.0+-1.0,10.1+-0.7,9.9+-1.0,11.1+-0.7"
+    ),
+    (0.89, 10000): _paper_column(
+        "13.4+-3.3,10.2+-3.3,8.8+-5.4,12.1+-3.9,11.4+-1.4,14.1+-5.1,10.5+-0.8,14.3+-5.4,12.5+-2.1,12.6+-0.3,11.8+-1.0"
+    ),
+    (0.89, 48000): _paper_column(
+        "13.2+-1.8,11.1+-0.4,14.1+-4.3,17.6+-8.1,12.3+-1.8,12.5+-1.5,12.7+-2.6,13.1+-4.3,28.3+-8.1,16.0+-5.9,28.6+-4.0"
+    ),
 }
 
 
@@ -157,7 +180,9 @@ def collect(workdirs: Iterable[str | os.PathLike]) -> list[Row]:
         row.best_epochs.append(int(results["best_epoch"]))
         row.workdirs.append(str(workdir))
     order = {name: i for i, name in enumerate(VARIANTS)}
-    return sorted(groups.values(), key=lambda r: (r.dataset, r.noise, r.noise_rate, r.n, order.get(r.variant, 99), r.label))
+    return sorted(
+        groups.values(), key=lambda r: (r.dataset, r.noise, r.noise_rate, r.n, order.get(r.variant, 99), r.label)
+    )
 
 
 def _fmt(mean: float, std: float) -> str:
@@ -183,10 +208,37 @@ def to_markdown(rows: list[Row]) -> str:
 def write_csv(rows: list[Row], path: str | os.PathLike) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["dataset", "noise", "noise_rate", "n", "variant", "label", "mean", "std", "seeds", "paper_mean", "paper_std"])
+        writer.writerow(
+            [
+                "dataset",
+                "noise",
+                "noise_rate",
+                "n",
+                "variant",
+                "label",
+                "mean",
+                "std",
+                "seeds",
+                "paper_mean",
+                "paper_std",
+            ]
+        )
         for r in rows:
             paper = r.paper or (math.nan, math.nan)
-            writer.writerow([r.dataset, r.noise, r.noise_rate, r.n, r.variant, r.label, f"{r.mean:.2f}", f"{r.std:.2f}", len(r.test_accuracies), *paper])
+            writer.writerow(
+                [
+                    r.dataset,
+                    r.noise,
+                    r.noise_rate,
+                    r.n,
+                    r.variant,
+                    r.label,
+                    f"{r.mean:.2f}",
+                    f"{r.std:.2f}",
+                    len(r.test_accuracies),
+                    *paper,
+                ]
+            )
 
 
 def plot_curves(rows: list[Row], out_dir: str | os.PathLike) -> list[Path]:
@@ -215,12 +267,27 @@ def plot_curves(rows: list[Row], out_dir: str | os.PathLike) -> list[Path]:
             line = ax_train.plot(epochs, [m.get("train_acc_observed", math.nan) for m in metrics], label=r.label)[0]
             held_out = "test_accuracy_monitor" if "test_accuracy_monitor" in metrics[0] else "val_accuracy"
             ax_test.plot(epochs, [m[held_out] for m in metrics], label=r.label, color=line.get_color())
-            ax_mem.plot(epochs, [m.get("train_acc_clean_subset", math.nan) for m in metrics], color=line.get_color(), label=f"{r.label}: correct labels")
-            ax_mem.plot(epochs, [m.get("train_acc_corrupted_subset", math.nan) for m in metrics], color=line.get_color(), linestyle="--", label=f"{r.label}: corrupted labels")
+            ax_mem.plot(
+                epochs,
+                [m.get("train_acc_clean_subset", math.nan) for m in metrics],
+                color=line.get_color(),
+                label=f"{r.label}: correct labels",
+            )
+            ax_mem.plot(
+                epochs,
+                [m.get("train_acc_corrupted_subset", math.nan) for m in metrics],
+                color=line.get_color(),
+                linestyle="--",
+                label=f"{r.label}: corrupted labels",
+            )
         if 0 < rate < 1:
             ax_train.axhline(1 - rate, color="gray", linestyle=":", label=f"clean fraction {1 - rate:g}")
         ax_train.set(title="training accuracy on the noisy labels", xlabel="epoch", ylim=(0, 1.02))
-        ax_test.set(title=f"{'test (clean)' if held_out.startswith('test') else 'validation (noisy)'} accuracy", xlabel="epoch", ylim=(0, 1.02))
+        ax_test.set(
+            title=f"{'test (clean)' if held_out.startswith('test') else 'validation (noisy)'} accuracy",
+            xlabel="epoch",
+            ylim=(0, 1.02),
+        )
         ax_mem.set(title="training accuracy vs observed labels", xlabel="epoch", ylim=(0, 1.02))
         for ax in (ax_train, ax_test, ax_mem):
             ax.grid(alpha=0.3)
@@ -234,7 +301,9 @@ def plot_curves(rows: list[Row], out_dir: str | os.PathLike) -> list[Path]:
     return written
 
 
-def write_report(root: str | os.PathLike, out_dir: str | os.PathLike | None = None, *, plots: bool = True) -> tuple[str, list[Row]]:
+def write_report(
+    root: str | os.PathLike, out_dir: str | os.PathLike | None = None, *, plots: bool = True
+) -> tuple[str, list[Row]]:
     """Writes ``report.md``, ``report.csv`` and the PNG figures; returns the Markdown."""
     out_dir = Path(out_dir or root)
     rows = collect(find_runs(root))

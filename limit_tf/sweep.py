@@ -33,7 +33,9 @@ from limit_tf import report  # noqa: E402
 FLAGS = flags.FLAGS
 
 
-def run_dir(root: str | os.PathLike, config: config_lib.ExperimentConfig, n: int | None, plus_init: bool = False) -> Path:
+def run_dir(
+    root: str | os.PathLike, config: config_lib.ExperimentConfig, n: int | None, plus_init: bool = False
+) -> Path:
     variant = report.variant_of({"method": config.method, "predictor": config.predictor, "sample": config.sample})
     name = variant
     if config.method in ("limit", "soft_reg"):
@@ -138,7 +140,9 @@ def main(argv) -> None:
         )
         for config in configs:
             # Validate everything before the first run; CE dirs for --init_from may not exist yet.
-            config.replace(init_from=None, method="ce" if config.method in config_lib.NEEDS_INIT else config.method).validate()
+            config.replace(
+                init_from=None, method="ce" if config.method in config_lib.NEEDS_INIT else config.method
+            ).validate()
     except (config_lib.ConfigError, ValueError) as e:
         main_lib.fail(str(e))
     logging.info("sweep: %d runs under %s", len(configs), FLAGS.root)

@@ -5,6 +5,7 @@ they are configured here, at import time, before any test module imports
 the package.
 """
 
+import gzip
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -29,6 +30,26 @@ def shared_data_dir() -> Path | None:
         if candidate and (Path(candidate) / "mnist" / "train-labels-idx1-ubyte.gz").is_file():
             return Path(candidate)
     return None
+
+
+def write_idx(path: Path, array) -> None:
+    """Writes an IDX file (gzip-compressed), the format of the MNIST files."""
+    array = np.asarray(array, np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def write_fake_mnist(root: Path, n_train: int = 600, n_test: int = 100, seed: int = 0) -> Path:
+    """Writes small MNIST-format files under ``root/mnist`` (random images, labels i % 10)."""
+    rng = np.random.default_rng(seed)
+    d = Path(root) / "mnist"
+    d.mkdir(parents=True)
+    write_idx(d / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (n_train, 28, 28)))
+    write_idx(d / "train-labels-idx1-ubyte.gz", np.arange(n_train) % 10)
+    write_idx(d / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (n_test, 28, 28)))
+    write_idx(d / "t10k-labels-idx1-ubyte.gz", np.arange(n_test) % 10)
+    return d
 
 
 @pytest.fixture

@@ -9,24 +9,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from limit_tf import data
-
-
-def _write_idx(path, array):
-    array = np.asarray(array, np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.tobytes())
-
-
-def _fake_mnist_dir(root, n_train=600, n_test=100, seed=0):
-    rng = np.random.default_rng(seed)
-    d = root / "mnist"
-    d.mkdir(parents=True)
-    _write_idx(d / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (n_train, 28, 28)))
-    _write_idx(d / "train-labels-idx1-ubyte.gz", np.arange(n_train) % 10)
-    _write_idx(d / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (n_test, 28, 28)))
-    _write_idx(d / "t10k-labels-idx1-ubyte.gz", np.arange(n_test) % 10)
-    return d
+from tests.conftest import write_fake_mnist as _fake_mnist_dir
 
 
 def _cifar_blob(n, label_key, num_classes, rng):
