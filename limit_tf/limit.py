@@ -32,6 +32,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from limit_tf.wrapper import ClassifierWrapper, global_batch_size, one_hot_labels
+
 PREDICTORS = ("gaussian", "laplace", "ce")
 
 
@@ -98,14 +100,20 @@ def sample_gradient(g_pred: tf.Tensor, predictor: str, sigma_q: tf.Tensor, seed:
     return g_pred + noise
 
 
-def _global_batch_size(x) -> tf.Tensor:
-    """Examples in the global batch: per-replica batch times the replica count."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return tf.cast(tf.shape(x)[0] * replicas, tf.float32)
+def step_seed(seed: int, iterations) -> tf.Tensor:
+    """A stateless seed that changes every step and differs across replicas.
+
+    Derived from the optimizer's step counter, so noise is reproducible and a
+    resumed run draws what an uninterrupted one would.
+    """
+    replica = tf.distribute.get_replica_context()
+    replica_id = 0 if replica is None else replica.replica_id_in_sync_group
+    step = tf.cast(iterations, tf.int32)
+    return tf.stack([tf.constant(seed, tf.int32), step * 1024 + tf.cast(replica_id, tf.int32)])
 
 
 @keras.saving.register_keras_serializable(package="limit_tf")
-class LimitModel(keras.Model):
+class LimitModel(ClassifierWrapper):
     """A classifier trained by LIMIT, with its gradient-predictor network q.
 
     ``predict``, ``evaluate`` and ``__call__`` use the classifier only; q is
@@ -143,6 +151,8 @@ class LimitModel(keras.Model):
     own ``train_step``: give callbacks that monitor it ``mode="max"``.
     """
 
+    _network_keys = ("classifier", "predictor_network")
+
     def __init__(
         self,
         classifier: keras.Model,
@@ -158,11 +168,10 @@ class LimitModel(keras.Model):
         input_shape=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
         _validate_options(predictor, beta, sample, sigma_q, warmup_epochs)
         if classifier is predictor_network:
             raise ValueError("classifier and predictor_network are the same object: LIMIT needs two networks.")
-        self.classifier = classifier
+        super().__init__(classifier, **kwargs)
         self.predictor_network = predictor_network
         self.predictor = predictor
         self.sample = bool(sample)
@@ -172,32 +181,25 @@ class LimitModel(keras.Model):
         self._beta = keras.Variable(float(beta), trainable=False, dtype="float32", name="beta")
         self._sigma_q = keras.Variable(float(sigma_q), trainable=False, dtype="float32", name="sigma_q")
         self._classifier_frozen = False
-        self._input_shape = None
         self.predictor_optimizer = None
         self._shared_optimizer = False
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
         self.q_loss_tracker = keras.metrics.Mean(name="q_loss")
         self.q_fit_tracker = keras.metrics.Mean(name="q_fit")
         self.q_penalty_tracker = keras.metrics.Mean(name="q_penalty")
         self.q_accuracy_tracker = keras.metrics.Mean(name="q_accuracy")
-        input_shape = (None, *tuple(input_shape)) if input_shape is not None else _known_input_shape(classifier)
-        if input_shape is not None:
-            self.build(input_shape)
+        self._build_networks(input_shape)
         if init_predictor_from is not None:
             self.initialize_predictor(init_predictor_from)
 
     # ------------------------------------------------------------------
     # Keras plumbing.
 
+    def _networks(self):
+        return [self.classifier, self.predictor_network]
+
     def build(self, input_shape):
-        self._input_shape = tuple(input_shape)
-        for net in (self.classifier, self.predictor_network):
-            if not net.built or not net.weights:
-                # A real call creates a subclassed model's variables; build() may not.
-                net(tf.zeros((1, *tuple(input_shape)[1:])), training=False)
+        super().build(input_shape)
         self._check_output_shapes(input_shape)
-        self.built = True
 
     def _check_output_shapes(self, input_shape):
         spec = keras.KerasTensor(tuple(input_shape))
@@ -207,9 +209,6 @@ class LimitModel(keras.Model):
                 f"classifier outputs {shapes[0]} and predictor_network outputs {shapes[1]} per example: "
                 "both must output the same number of logits (K,)."
             )
-
-    def call(self, inputs, training=False):
-        return self.classifier(inputs, training=training)
 
     @property
     def beta(self) -> float:
@@ -258,11 +257,7 @@ class LimitModel(keras.Model):
         for key in ("loss", "metrics", "weighted_metrics", "loss_weights"):
             if kwargs.get(key) is not None:
                 raise ValueError(f"LimitModel.compile does not take {key}=: LIMIT defines its own losses and metrics.")
-        if not self.built:
-            raise ValueError(
-                "LimitModel.compile: the networks are not built yet; pass input_shape= to LimitModel "
-                "(or call both networks on a batch) before compiling."
-            )
+        self._require_built("compile")
         optimizer = keras.optimizers.get(optimizer)
         self._shared_optimizer = predictor_optimizer == "shared" or predictor_optimizer is optimizer
         if self._shared_optimizer:
@@ -293,29 +288,16 @@ class LimitModel(keras.Model):
     # ------------------------------------------------------------------
     # Training.
 
-    def _one_hot(self, y, num_classes: int):
-        if y.shape.rank == 2 and y.shape[-1] == num_classes and y.dtype.is_floating:
-            return y
-        y = tf.reshape(tf.cast(y, tf.int32), [-1])
-        return tf.one_hot(y, num_classes, dtype=tf.float32)
-
-    def _noise_seed(self):
-        """A fresh stateless seed per step and per replica (reproducible, resumable)."""
-        replica = tf.distribute.get_replica_context()
-        replica_id = 0 if replica is None else replica.replica_id_in_sync_group
-        step = tf.cast(self.predictor_optimizer.iterations, tf.int32)
-        return tf.stack([tf.constant(self.seed, tf.int32), step * 1024 + tf.cast(replica_id, tf.int32)])
-
     def train_step(self, data):
         x, y = data[0], data[1]
-        global_batch = _global_batch_size(x)
+        global_batch = global_batch_size(x)
         frozen = self._classifier_frozen
         with tf.GradientTape() as classifier_tape:
             logits = self.classifier(x, training=not frozen)
         with tf.GradientTape() as predictor_tape:
             predictor_logits = self.predictor_network(x, training=True)
             probs = tf.stop_gradient(tf.nn.softmax(logits))
-            y_one_hot = self._one_hot(y, logits.shape[-1])
+            y_one_hot = one_hot_labels(y, logits.shape[-1])
             g_pred = predicted_gradient(probs, tf.nn.softmax(predictor_logits))
             g_ce = cross_entropy_gradient(probs, y_one_hot)
             fit = predictor_fit_loss(self.predictor, g_pred, g_ce, y_one_hot, predictor_logits)
@@ -333,7 +315,13 @@ class LimitModel(keras.Model):
         ``g`` is ``g_pred`` or, with sampling, a draw around it; it is divided
         by the global batch as a batch-mean loss would be. No label enters.
         """
-        g = sample_gradient(g_pred, self.predictor, self._sigma_q, self._noise_seed()) if self.sample else g_pred
+        g = (
+            sample_gradient(
+                g_pred, self.predictor, self._sigma_q, step_seed(self.seed, self.predictor_optimizer.iterations)
+            )
+            if self.sample
+            else g_pred
+        )
         grads = tape.gradient(
             logits, self.classifier.trainable_variables, output_gradients=tf.stop_gradient(g) / global_batch
         )
@@ -356,28 +344,13 @@ class LimitModel(keras.Model):
 
     def _track(self, logits, predictor_logits, y_one_hot, fit, penalty):
         labels = tf.argmax(y_one_hot, axis=-1)
-        self.loss_tracker.update_state(tf.nn.softmax_cross_entropy_with_logits(labels=y_one_hot, logits=logits))
-        self.accuracy_tracker.update_state(tf.cast(tf.equal(tf.argmax(logits, axis=-1), labels), tf.float32))
+        self._track_classifier(logits, y_one_hot)
         self.q_loss_tracker.update_state(fit + penalty)
         self.q_fit_tracker.update_state(fit)
         self.q_penalty_tracker.update_state(penalty)
         self.q_accuracy_tracker.update_state(
             tf.cast(tf.equal(tf.argmax(predictor_logits, axis=-1), labels), tf.float32)
         )
-
-    def test_step(self, data):
-        """Cross-entropy and accuracy of the classifier against the labels given."""
-        x, y = data[0], data[1]
-        logits = self.classifier(x, training=False)
-        y_one_hot = self._one_hot(y, logits.shape[-1])
-        labels = tf.argmax(y_one_hot, axis=-1)
-        self.loss_tracker.update_state(tf.nn.softmax_cross_entropy_with_logits(labels=y_one_hot, logits=logits))
-        self.accuracy_tracker.update_state(tf.cast(tf.equal(tf.argmax(logits, axis=-1), labels), tf.float32))
-        return {m.name: m.result() for m in (self.loss_tracker, self.accuracy_tracker)}
-
-    def predict_step(self, data):
-        x = data[0] if isinstance(data, tuple) else data
-        return self.classifier(x, training=False)
 
     # ------------------------------------------------------------------
     # "+init", serialization.
@@ -419,7 +392,6 @@ class LimitModel(keras.Model):
         config = super().get_config()
         config.update(
             {
-                "classifier": keras.saving.serialize_keras_object(self.classifier),
                 "predictor_network": keras.saving.serialize_keras_object(self.predictor_network),
                 "predictor": self.predictor,
                 "beta": self.beta,
@@ -427,20 +399,18 @@ class LimitModel(keras.Model):
                 "sigma_q": self.sigma_q,
                 "warmup_epochs": self.warmup_epochs,
                 "seed": self.seed,
-                "input_shape": None if self._input_shape is None else list(self._input_shape[1:]),
             }
         )
         return config
 
     def get_compile_config(self):
-        if self.optimizer is None:
-            return None
-        return {
-            "optimizer": keras.saving.serialize_keras_object(self.optimizer),
-            "predictor_optimizer": "shared"
-            if self._shared_optimizer
-            else keras.saving.serialize_keras_object(self.predictor_optimizer),
-        }
+        config = super().get_compile_config()
+        if config is not None:
+            shared = self._shared_optimizer
+            config["predictor_optimizer"] = (
+                "shared" if shared else keras.saving.serialize_keras_object(self.predictor_optimizer)
+            )
+        return config
 
     def compile_from_config(self, config):
         optimizer = keras.saving.deserialize_keras_object(config["optimizer"])
@@ -448,15 +418,6 @@ class LimitModel(keras.Model):
         if predictor_optimizer != "shared":
             predictor_optimizer = keras.saving.deserialize_keras_object(predictor_optimizer)
         self.compile(optimizer, predictor_optimizer)
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        classifier = keras.saving.deserialize_keras_object(config.pop("classifier"), custom_objects=custom_objects)
-        predictor_network = keras.saving.deserialize_keras_object(
-            config.pop("predictor_network"), custom_objects=custom_objects
-        )
-        return cls(classifier, predictor_network, **config)
 
 
 class _WarmupSwitch(keras.callbacks.Callback):
@@ -495,14 +456,3 @@ def _validate_options(predictor, beta, sample, sigma_q, warmup_epochs):
         raise ValueError(f"sigma_q={sigma_q!r} is not allowed with sample=True: it must be > 0.")
     if int(warmup_epochs) != warmup_epochs or warmup_epochs < 0:
         raise ValueError(f"warmup_epochs={warmup_epochs!r} is not allowed: it must be an integer >= 0.")
-
-
-def _known_input_shape(model: keras.Model):
-    """The input shape of a built functional/sequential model, else None."""
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        return None
-    if inputs and len(inputs) == 1:
-        return tuple(inputs[0].shape)
-    return None

@@ -13,10 +13,14 @@ from collections.abc import Callable
 
 import keras
 import numpy as np
+import tensorflow as tf
+from absl import logging
 
-from limit_tf import models
+from limit_tf import losses, models
 from limit_tf.config import ExperimentConfig
+from limit_tf.gradient_noise import GradientNoiseModel
 from limit_tf.limit import LimitModel
+from limit_tf.soft_reg import SoftRegularizationModel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,14 +33,15 @@ class MethodContext:
       input_shape: input shape without the batch dimension.
       init_weights: path of a trained CE classifier's weights (``--init_from``):
         LIMIT's "+init" copies it into q; FW and DMI start from it.
-      train_x: normalized training inputs (FW estimates its matrix from them).
+      train_inputs: a ``tf.data`` dataset of normalized training inputs (FW
+        estimates its transition matrix from a CE model's predictions on them).
     """
 
     config: ExperimentConfig
     num_classes: int
     input_shape: tuple[int, ...]
     init_weights: str | None = None
-    train_x: np.ndarray | None = None
+    train_inputs: object = None
 
     def network(self, name: str, *, last_bias: bool = True) -> keras.Model:
         return models.build_model(
@@ -82,8 +87,86 @@ def build_limit(ctx: MethodContext) -> keras.Model:
     return model
 
 
+def build_mae(ctx: MethodContext) -> keras.Model:
+    """MAE between the one-hot label and the softmax."""
+    return compile_with_loss(ctx.network("classifier"), ctx, losses.MeanAbsoluteError())
+
+
+def build_mse(ctx: MethodContext) -> keras.Model:
+    """Squared error between the one-hot label and the softmax."""
+    return compile_with_loss(ctx.network("classifier"), ctx, losses.MeanSquaredError())
+
+
+def build_gce(ctx: MethodContext) -> keras.Model:
+    """Generalized cross-entropy with ``--gce_q``."""
+    return compile_with_loss(ctx.network("classifier"), ctx, losses.GeneralizedCrossEntropy(ctx.config.gce_q))
+
+
+def _from_ce(ctx: MethodContext) -> keras.Model:
+    """A classifier holding the trained CE model's weights (``--init_from``)."""
+    if ctx.init_weights is None:
+        raise ValueError(f"method {ctx.config.method!r} starts from a trained CE model: give --init_from.")
+    model = ctx.network("classifier")
+    model.load_weights(ctx.init_weights)
+    return model
+
+
+def build_fw(ctx: MethodContext) -> keras.Model:
+    """Forward correction: T estimated from the CE model's training predictions, then fine-tuned from it."""
+    model = _from_ce(ctx)
+    if ctx.train_inputs is None:
+        raise ValueError("method 'fw' needs the training inputs to estimate its transition matrix.")
+    probs = tf.nn.softmax(model.predict(ctx.train_inputs, verbose=0)).numpy()
+    matrix = losses.estimate_transition_matrix(probs)
+    logging.info("FW: estimated transition matrix (diagonal %s)", np.round(np.diag(matrix), 3).tolist())
+    return compile_with_loss(model, ctx, losses.ForwardCorrectedCrossentropy(matrix))
+
+
+def build_dmi(ctx: MethodContext) -> keras.Model:
+    """DMI, fine-tuned from the CE model (the paper tunes its lr in {1e-3, ..., 1e-6})."""
+    return compile_with_loss(_from_ce(ctx), ctx, losses.DMILoss())
+
+
+def _gradient_noise(ctx: MethodContext, distribution: str) -> keras.Model:
+    model = GradientNoiseModel(
+        ctx.network("classifier"), distribution=distribution, noise_std=ctx.config.noise_std, seed=ctx.config.seed
+    )
+    model.compile(ctx.optimizer(), jit_compile=ctx.config.jit_compile)
+    return model
+
+
+def build_ce_gn(ctx: MethodContext) -> keras.Model:
+    """CE + Gaussian noise (std ``--noise_std`` per example) on the logit gradient."""
+    return _gradient_noise(ctx, "gaussian")
+
+
+def build_ce_ln(ctx: MethodContext) -> keras.Model:
+    """CE + Laplace noise (std ``--noise_std`` per example) on the logit gradient."""
+    return _gradient_noise(ctx, "laplace")
+
+
+def build_soft_reg(ctx: MethodContext) -> keras.Model:
+    """Soft regularization, eq. (11), with ``--soft_lambda`` and ``--beta``."""
+    model = SoftRegularizationModel(
+        ctx.network("classifier", last_bias=False),
+        ctx.network("predictor_network"),
+        soft_lambda=ctx.config.soft_lambda,
+        beta=ctx.config.beta,
+    )
+    model.compile(ctx.optimizer(), jit_compile=ctx.config.jit_compile)
+    return model
+
+
 METHODS: dict[str, Callable[[MethodContext], keras.Model]] = {
     "ce": build_ce,
+    "mae": build_mae,
+    "mse": build_mse,
+    "gce": build_gce,
+    "fw": build_fw,
+    "dmi": build_dmi,
+    "ce_gn": build_ce_gn,
+    "ce_ln": build_ce_ln,
+    "soft_reg": build_soft_reg,
     "limit": build_limit,
 }
 

@@ -338,7 +338,7 @@ def _method_context(config: ExperimentConfig, dataset: data_lib.NoisyDataset) ->
         num_classes=dataset.num_classes,
         input_shape=dataset.input_shape,
         init_weights=init,
-        train_x=dataset.train.x,
+        train_inputs=data_lib.to_tf_dataset(dataset, "train", batch_size=1024).map(lambda x, y: x),
     )
 
 
