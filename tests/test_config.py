@@ -51,6 +51,10 @@ def test_init_from_must_hold_a_model(tmp_path):
     (tmp_path / "ce").mkdir()
     with pytest.raises(ConfigError, match="holds no trained model"):
         _config(tmp_path, method="limit", init_from=str(tmp_path / "ce")).validate()
+    (tmp_path / "ce" / "best.weights.h5").write_bytes(b"")
+    (tmp_path / "ce" / "config.json").write_text(json.dumps({"method": "limit"}))
+    with pytest.raises(ConfigError, match="is a 'limit' run"):
+        _config(tmp_path, method="fw", init_from=str(tmp_path / "ce")).validate()
     with pytest.raises(ConfigError, match="is not a directory"):
         _config(tmp_path, method="limit", init_from=str(tmp_path / "nope")).validate()
 

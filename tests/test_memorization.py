@@ -25,7 +25,10 @@ def test_limit_does_not_memorize_noise_but_ce_does(tmp_path, mnist_dir):
         patience=10,
     )
     final = {}
-    for name, settings in {"ce": dict(method="ce"), "limit": dict(method="limit", predictor="laplace", beta=10.0)}.items():
+    for name, settings in {
+        "ce": dict(method="ce"),
+        "limit": dict(method="limit", predictor="laplace", beta=10.0),
+    }.items():
         results = train.run_experiment(base.replace(workdir=str(tmp_path / name), **settings))
         final[name] = (train.read_metrics(tmp_path / name)[-1], results)
     ce, limit = final["ce"][0], final["limit"][0]
