@@ -108,7 +108,7 @@ def fano_lower_bound(
     return float(optimize.brentq(slack, 0.0, r_max, xtol=1e-12, rtol=1e-12))
 
 
-def gradient_information_bound(d: int, L: float, sigma: float, unit: str = "nats") -> float:
+def gradient_information_bound(d: int, L: float, sigma: float, unit: str = "nats") -> float:  # noqa: N803 - the paper's L
     """Proposition 3.1: ``d/2 log(1 + L^2 / (d sigma^2))``.
 
     Args:
