@@ -166,6 +166,12 @@ def _check_init_dir(path: str) -> None:
         raise ConfigError(
             f"--init_from={path!r} holds no trained model ({BEST_WEIGHTS} is missing): finish that run first."
         )
+    if (p / CONFIG).is_file():
+        method = json.loads((p / CONFIG).read_text()).get("method")
+        if method != "ce":
+            raise ConfigError(
+                f"--init_from={path!r} is a {method!r} run: FW, DMI and LIMIT '+init' start from a CE run."
+            )
 
 
 def _choice(flag: str, value, allowed) -> None:

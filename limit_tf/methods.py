@@ -45,7 +45,14 @@ class MethodContext:
 
     def network(self, name: str, *, last_bias: bool = True) -> keras.Model:
         return models.build_model(
-            self.config.resolved_architecture, self.num_classes, self.input_shape, last_bias=last_bias, name=name
+            self.config.resolved_architecture,
+            self.num_classes,
+            self.input_shape,
+            last_bias=last_bias,
+            # Under a strategy, replicas normalize with the global batch's
+            # moments, as one device does (tests/test_distribute.py).
+            synchronized_bn=self.config.strategy != "default",
+            name=name,
         )
 
     def optimizer(self, learning_rate: float | None = None) -> keras.optimizers.Optimizer:

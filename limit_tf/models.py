@@ -12,6 +12,10 @@ defaults), because Keras' defaults change the results on small data:
   ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (PyTorch's default) instead of
   Glorot-uniform weights and zero biases;
 - batch norm uses momentum 0.9 (PyTorch's 0.1) and epsilon 1e-5.
+
+Under a distribution strategy, build with ``synchronized_bn=True``: batch
+norm then all-reduces its batch moments across replicas, so N replicas with a
+global batch B normalize exactly as one device with batch B does.
 """
 
 from __future__ import annotations
@@ -58,12 +62,17 @@ def _dense(x, units: int, *, name: str, activation=None, use_bias: bool = True):
     return layers.Dense(units, activation=activation, use_bias=use_bias, name=name, **init)(x)
 
 
-def _bn(x, name: str):
-    return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
+def _bn(x, name: str, synchronized: bool):
+    return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=synchronized, name=name)(x)
 
 
 def mnist_cnn(
-    num_classes: int, input_shape: Sequence[int] = (28, 28, 1), *, last_bias: bool = True, name: str = "mnist_cnn"
+    num_classes: int,
+    input_shape: Sequence[int] = (28, 28, 1),
+    *,
+    last_bias: bool = True,
+    synchronized_bn: bool = False,
+    name: str = "mnist_cnn",
 ) -> keras.Model:
     """The paper's MNIST CNN (Table 3).
 
@@ -75,13 +84,15 @@ def mnist_cnn(
       input_shape: (height, width, channels).
       last_bias: whether the last dense layer has a bias (the soft
         regularization of eq. 11 needs a bias-free one).
+      synchronized_bn: all-reduce batch-norm moments across replicas.
       name: model name.
     """
+    sync = synchronized_bn
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = inputs
     for i, (filters, kernel, stride, pad) in enumerate([(32, 4, 2, 1), (32, 4, 2, 1), (64, 3, 2, 0), (256, 3, 1, 0)]):
         x = _conv(x, filters, kernel, stride, pad, use_bias=True, name=f"conv{i + 1}")
-        x = _bn(x, f"bn{i + 1}")
+        x = _bn(x, f"bn{i + 1}", sync)
         x = layers.ReLU(name=f"relu{i + 1}")(x)
     x = layers.Flatten(name="flatten")(x)
     x = _dense(x, 128, activation="relu", name="fc1")
@@ -95,12 +106,15 @@ def mlp(
     *,
     hidden: Sequence[int] = (512, 512, 512, 512),
     last_bias: bool = True,
+    synchronized_bn: bool = False,
     name: str = "mlp",
 ) -> keras.Model:
     """Fully connected network (the paper's memorization figure uses 4 x 512 ReLU).
 
-    Works for images (flattened) and tabular inputs alike.
+    Works for images (flattened) and tabular inputs alike. It has no batch
+    norm (``synchronized_bn`` is accepted for a uniform builder signature).
     """
+    del synchronized_bn
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = layers.Flatten(name="flatten")(inputs) if len(input_shape) > 1 else inputs
     for i, units in enumerate(hidden):
@@ -109,64 +123,83 @@ def mlp(
     return keras.Model(inputs, outputs, name=name)
 
 
-def _basic_block(x, filters: int, stride: int, name: str):
+def _basic_block(x, filters: int, stride: int, name: str, sync: bool):
     shortcut = x
     y = _conv(x, filters, 3, stride, 1, use_bias=False, name=f"{name}_conv1")
-    y = layers.ReLU(name=f"{name}_relu1")(_bn(y, f"{name}_bn1"))
+    y = layers.ReLU(name=f"{name}_relu1")(_bn(y, f"{name}_bn1", sync))
     y = _conv(y, filters, 3, 1, 1, use_bias=False, name=f"{name}_conv2")
-    y = _bn(y, f"{name}_bn2")
+    y = _bn(y, f"{name}_bn2", sync)
     if stride != 1 or int(x.shape[-1]) != filters:
         shortcut = _conv(x, filters, 1, stride, 0, use_bias=False, name=f"{name}_proj")
-        shortcut = _bn(shortcut, f"{name}_proj_bn")
+        shortcut = _bn(shortcut, f"{name}_proj_bn", sync)
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
 
 
-def _bottleneck_block(x, filters: int, stride: int, name: str):
+def _bottleneck_block(x, filters: int, stride: int, name: str, sync: bool):
     expansion = 4
     shortcut = x
     y = _conv(x, filters, 1, 1, 0, use_bias=False, name=f"{name}_conv1")
-    y = layers.ReLU(name=f"{name}_relu1")(_bn(y, f"{name}_bn1"))
+    y = layers.ReLU(name=f"{name}_relu1")(_bn(y, f"{name}_bn1", sync))
     y = _conv(y, filters, 3, stride, 1, use_bias=False, name=f"{name}_conv2")
-    y = layers.ReLU(name=f"{name}_relu2")(_bn(y, f"{name}_bn2"))
+    y = layers.ReLU(name=f"{name}_relu2")(_bn(y, f"{name}_bn2", sync))
     y = _conv(y, filters * expansion, 1, 1, 0, use_bias=False, name=f"{name}_conv3")
-    y = _bn(y, f"{name}_bn3")
+    y = _bn(y, f"{name}_bn3", sync)
     if stride != 1 or int(x.shape[-1]) != filters * expansion:
         shortcut = _conv(x, filters * expansion, 1, stride, 0, use_bias=False, name=f"{name}_proj")
-        shortcut = _bn(shortcut, f"{name}_proj_bn")
+        shortcut = _bn(shortcut, f"{name}_proj_bn", sync)
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
 
 
-def _resnet(inputs, block, stages: Sequence[int], *, cifar_stem: bool, num_classes: int, last_bias: bool, name: str):
+def _resnet(
+    inputs, block, stages: Sequence[int], *, cifar_stem: bool, num_classes: int, last_bias: bool, sync: bool, name: str
+):
     if cifar_stem:  # 3x3 stride-1 first convolution, no max pooling (paper, appendix B)
         x = _conv(inputs, 64, 3, 1, 1, use_bias=False, name="stem_conv")
-        x = layers.ReLU(name="stem_relu")(_bn(x, "stem_bn"))
+        x = layers.ReLU(name="stem_relu")(_bn(x, "stem_bn", sync))
     else:
         x = _conv(inputs, 64, 7, 2, 3, use_bias=False, name="stem_conv")
-        x = layers.ReLU(name="stem_relu")(_bn(x, "stem_bn"))
+        x = layers.ReLU(name="stem_relu")(_bn(x, "stem_bn", sync))
         x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
         x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
     for stage, num_blocks in enumerate(stages):
         filters = 64 * 2**stage
         for b in range(num_blocks):
             stride = 2 if (stage > 0 and b == 0) else 1
-            x = block(x, filters, stride, name=f"stage{stage + 1}_block{b + 1}")
+            x = block(x, filters, stride, name=f"stage{stage + 1}_block{b + 1}", sync=sync)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     outputs = _dense(x, num_classes, use_bias=last_bias, name="logits")
     return keras.Model(inputs, outputs, name=name)
 
 
 def resnet34(
-    num_classes: int, input_shape: Sequence[int] = (32, 32, 3), *, last_bias: bool = True, name: str = "resnet34"
+    num_classes: int,
+    input_shape: Sequence[int] = (32, 32, 3),
+    *,
+    last_bias: bool = True,
+    synchronized_bn: bool = False,
+    name: str = "resnet34",
 ) -> keras.Model:
     """ResNet-34 for CIFAR: 3x3 stride-1 stem and no max pooling (paper, appendix B)."""
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     return _resnet(
-        inputs, _basic_block, (3, 4, 6, 3), cifar_stem=True, num_classes=num_classes, last_bias=last_bias, name=name
+        inputs,
+        _basic_block,
+        (3, 4, 6, 3),
+        cifar_stem=True,
+        num_classes=num_classes,
+        last_bias=last_bias,
+        sync=synchronized_bn,
+        name=name,
     )
 
 
 def resnet50(
-    num_classes: int, input_shape: Sequence[int] = (224, 224, 3), *, last_bias: bool = True, name: str = "resnet50"
+    num_classes: int,
+    input_shape: Sequence[int] = (224, 224, 3),
+    *,
+    last_bias: bool = True,
+    synchronized_bn: bool = False,
+    name: str = "resnet50",
 ) -> keras.Model:
     """The original ResNet-50 (7x7 stride-2 stem and max pooling), for Clothing1M."""
     inputs = keras.Input(shape=tuple(input_shape), name="image")
@@ -177,6 +210,7 @@ def resnet50(
         cifar_stem=False,
         num_classes=num_classes,
         last_bias=last_bias,
+        sync=synchronized_bn,
         name=name,
     )
 
@@ -190,7 +224,13 @@ ARCHITECTURES: Mapping[str, Callable[..., keras.Model]] = {
 
 
 def build_model(
-    architecture: str, num_classes: int, input_shape: Sequence[int], *, last_bias: bool = True, name: str | None = None
+    architecture: str,
+    num_classes: int,
+    input_shape: Sequence[int],
+    *,
+    last_bias: bool = True,
+    synchronized_bn: bool = False,
+    name: str | None = None,
 ) -> keras.Model:
     """Builds a network by name; used for the classifier and the q-network alike.
 
@@ -199,6 +239,8 @@ def build_model(
       num_classes: number of logits.
       input_shape: input shape without the batch dimension.
       last_bias: whether the logits layer has a bias.
+      synchronized_bn: all-reduce batch-norm moments across replicas (use
+        under a distribution strategy).
       name: model name (defaults to the architecture name).
 
     Returns:
@@ -209,5 +251,9 @@ def build_model(
     if int(num_classes) < 2:
         raise ValueError(f"num_classes={num_classes!r} is not allowed: it must be >= 2.")
     return ARCHITECTURES[architecture](
-        int(num_classes), tuple(int(d) for d in input_shape), last_bias=last_bias, name=name or architecture
+        int(num_classes),
+        tuple(int(d) for d in input_shape),
+        last_bias=last_bias,
+        synchronized_bn=synchronized_bn,
+        name=name or architecture,
     )

@@ -1,0 +1,122 @@
+"""Training under MirroredStrategy on two logical CPU devices equals one device.
+
+The pattern of Keras' own ``distribute_test.py``: the same steps on one device
+and on two replicas (each taking half of the global batch), then compare the
+weights. Batch norm uses synchronized statistics under the strategy (the
+builders' ``synchronized_bn=True``), so the replicas normalize with the
+global batch's moments, as one device does; per-replica statistics are
+measured separately.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from limit_tf import LimitModel, distribute, losses, models
+
+K = 5
+GLOBAL_BATCH = 32
+
+
+def _strategy():
+    devices = tf.config.list_logical_devices("CPU")
+    assert len(devices) >= 2, "conftest.py must split the CPU into two logical devices"
+    return distribute.get_strategy("mirrored", ("/cpu:0", "/cpu:1"))
+
+
+def _net(synchronized_bn):
+    inputs = keras.Input((12, 12, 1))
+    # No bias before batch norm: its gradient is zero up to rounding, which Adam
+    # would blow up into full-size steps that differ between runs.
+    x = keras.layers.Conv2D(4, 3, strides=2, use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized_bn)(x)
+    x = keras.layers.ReLU()(x)
+    return keras.Model(inputs, keras.layers.Dense(K)(keras.layers.Flatten()(x)))
+
+
+def _build(method, synchronized_bn, weights=None):
+    if method == "ce":
+        model = _net(synchronized_bn)
+        model.compile(
+            keras.optimizers.Adam(1e-2),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+    elif method == "mae":
+        model = _net(synchronized_bn)
+        model.compile(keras.optimizers.Adam(1e-2), losses.MeanAbsoluteError(), metrics=["accuracy"])
+    else:
+        model = LimitModel(_net(synchronized_bn), _net(synchronized_bn), predictor=method, beta=3.0)
+        model.compile(keras.optimizers.Adam(1e-2))
+    if weights is not None:
+        model.set_weights(weights)
+    return model
+
+
+def _data(rng, steps=4):
+    x = rng.normal(size=(GLOBAL_BATCH * steps, 12, 12, 1)).astype(np.float32)
+    y = rng.integers(0, K, GLOBAL_BATCH * steps)
+    return x, y
+
+
+@pytest.mark.parametrize("method", ["gaussian", "laplace", "ce", "mae"])
+def test_two_replicas_take_the_same_steps_as_one_device(method, rng):
+    x, y = _data(rng)
+    single = _build(method, synchronized_bn=False)
+    initial = single.get_weights()
+    single_history = single.fit(x, y, batch_size=GLOBAL_BATCH, epochs=2, shuffle=False, verbose=0).history
+    with _strategy().scope():
+        mirrored = _build(method, synchronized_bn=True, weights=initial)
+    mirrored_history = mirrored.fit(x, y, batch_size=GLOBAL_BATCH, epochs=2, shuffle=False, verbose=0).history
+    for a, b in zip(single.get_weights(), mirrored.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    # Logged metrics are global values, not one replica's.
+    for key in single_history:
+        np.testing.assert_allclose(single_history[key], mirrored_history[key], rtol=1e-4, atol=1e-5)
+
+
+def test_unsynchronized_batch_norm_differs_per_replica(rng):
+    """Without synchronized statistics each replica normalizes with its half-batch:
+    the difference is real (and bounded here), which is why the builders sync it."""
+    x, y = _data(rng, steps=1)
+    single = _build("laplace", synchronized_bn=False)
+    initial = single.get_weights()
+    single.fit(x, y, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0)
+    with _strategy().scope():
+        local_bn = _build("laplace", synchronized_bn=False, weights=initial)
+    local_bn.fit(x, y, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0)
+    diff = max(np.abs(a - b).max() for a, b in zip(single.get_weights(), local_bn.get_weights(), strict=True))
+    assert 1e-5 < diff < 0.1
+
+
+def test_strategies_are_reused_within_a_process():
+    assert _strategy() is distribute.get_strategy("mirrored", ("/cpu:0", "/cpu:1"))
+
+
+def test_runner_trains_under_mirrored_strategy(tmp_path):
+    from limit_tf import train
+    from limit_tf.config import ExperimentConfig
+    from tests.conftest import write_fake_mnist
+
+    write_fake_mnist(tmp_path / "data", n_train=300, n_test=50)
+    config = ExperimentConfig(
+        workdir=str(tmp_path / "run"),
+        data_dir=str(tmp_path / "data"),
+        method="limit",
+        predictor="laplace",
+        beta=1.0,
+        noise_rate=0.5,
+        num_train_examples=128,
+        epochs=2,
+        batch_size=64,
+        strategy="mirrored",
+        devices=("/cpu:0", "/cpu:1"),
+    )
+    results = train.run_experiment(config)
+    assert results["epochs_run"] == 2 and 0.0 <= results["test_accuracy"] <= 1.0
+
+
+def test_paper_cnn_builds_with_synchronized_bn():
+    model = models.build_model("mnist_cnn", 10, (28, 28, 1), synchronized_bn=True)
+    assert all(layer.synchronized for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
