@@ -40,15 +40,29 @@ def write_idx(path: Path, array) -> None:
         f.write(header + array.tobytes())
 
 
-def write_fake_mnist(root: Path, n_train: int = 600, n_test: int = 100, seed: int = 0) -> Path:
-    """Writes small MNIST-format files under ``root/mnist`` (random images, labels i % 10)."""
+def _fake_images(rng, labels, learnable: bool):
+    images = rng.integers(0, 256, (len(labels), 28, 28))
+    if learnable:  # dim noise plus a bright 7x7 patch whose position encodes the class
+        images //= 4
+        for i, c in enumerate(labels):
+            row, col = divmod(int(c), 4)
+            images[i, 7 * row : 7 * row + 7, 7 * col : 7 * col + 7] = 255
+    return images
+
+
+def write_fake_mnist(root: Path, n_train: int = 600, n_test: int = 100, seed: int = 0, learnable: bool = False) -> Path:
+    """Writes small MNIST-format files under ``root/mnist`` (labels i % 10).
+
+    Images are random, or (``learnable``) carry a class-dependent patch.
+    """
     rng = np.random.default_rng(seed)
     d = Path(root) / "mnist"
     d.mkdir(parents=True)
-    write_idx(d / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (n_train, 28, 28)))
-    write_idx(d / "train-labels-idx1-ubyte.gz", np.arange(n_train) % 10)
-    write_idx(d / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (n_test, 28, 28)))
-    write_idx(d / "t10k-labels-idx1-ubyte.gz", np.arange(n_test) % 10)
+    y_train, y_test = np.arange(n_train) % 10, np.arange(n_test) % 10
+    write_idx(d / "train-images-idx3-ubyte.gz", _fake_images(rng, y_train, learnable))
+    write_idx(d / "train-labels-idx1-ubyte.gz", y_train)
+    write_idx(d / "t10k-images-idx3-ubyte.gz", _fake_images(rng, y_test, learnable))
+    write_idx(d / "t10k-labels-idx1-ubyte.gz", y_test)
     return d
 
 

@@ -1,0 +1,222 @@
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+
+from limit_tf.config import ExperimentConfig
+from tests.conftest import REPO, write_fake_mnist
+from tuner import hypermodel as hm
+from tuner import search
+
+
+@pytest.fixture
+def learnable_data(tmp_path):
+    write_fake_mnist(tmp_path / "data", n_train=500, n_test=100, learnable=True)
+    return str(tmp_path / "data")
+
+
+def _base(tmp_path, data, **changes):
+    settings = dict(
+        workdir=str(tmp_path / "search" / "best_run"),
+        data_dir=data,
+        architecture="mlp",
+        method="ce",
+        noise="uniform",
+        noise_rate=0.2,
+        num_train_examples=200,
+        epochs=3,
+        patience=3,
+        batch_size=50,
+    )
+    return ExperimentConfig(**{**settings, **changes})
+
+
+class CountTrainings(keras.callbacks.Callback):
+    count = 0
+
+    def on_train_begin(self, logs=None):
+        CountTrainings.count += 1
+
+
+def test_search_picks_the_known_better_value_and_writes_reports(tmp_path, learnable_data):
+    base = _base(tmp_path, learnable_data)
+    space = hm.SearchSpace(learning_rates=(1e-7, 3e-3))  # 1e-7 cannot learn in 3 epochs
+    summary = search.run_search(base, space, oracle="grid", max_trials=5, executions_per_trial=1, retrain=True)
+    assert summary["num_trials"] == 2
+    assert summary["best"]["hyperparameters"]["learning_rate"] == pytest.approx(3e-3)
+    assert summary["retrained"]["test_accuracy"] > 0.5
+    out = tmp_path / "search"
+    assert json.loads((out / "best_hyperparameters.json").read_text())["hyperparameters"][
+        "learning_rate"
+    ] == pytest.approx(3e-3)
+    assert (out / "trials.csv").read_text().count("COMPLETED") == 2
+    assert (out / "best_run" / "results.json").is_file()
+
+
+def test_limit_space_and_conditional_sigma(tmp_path, learnable_data):
+    import keras_tuner as kt
+
+    model = hm.MethodHyperModel(
+        _base(tmp_path, learnable_data, method="limit"),
+        10,
+        (28, 28, 1),
+        hm.SearchSpace(predictors=("gaussian", "laplace"), samples=(False, True)),
+    )
+    hp = kt.HyperParameters()
+    config = model.config_for(hp)
+    assert set(hp.values) >= {"beta", "predictor", "sample", "learning_rate"}
+    assert hp.get("beta") in hm.PAPER_BETAS and config.method == "limit"
+    hp.values["sample"] = True
+    assert model.config_for(hp).sigma_q in hm.PAPER_SIGMA_QS
+    with pytest.raises(ValueError, match="beta_range"):
+        hm.SearchSpace(betas=None, beta_range=(0.0, 1.0)).validate()
+
+
+def test_resume_after_kill_does_not_repeat_finished_trials(tmp_path, learnable_data):
+    workdir = tmp_path / "w"
+    args = [
+        f"--workdir={workdir}",
+        f"--data_dir={learnable_data}",
+        "--architecture=mlp",
+        "--method=limit",
+        "--num_train_examples=200",
+        "--noise_rate=0.2",
+        "--betas=0,1,10",
+        "--epochs=1",
+        "--batch_size=50",
+        "--oracle=grid",
+        "--retrain=false",
+    ]
+    trials = workdir / "kt" / "search"
+
+    def completed():
+        return [p for p in sorted(trials.glob("trial_*/trial.json")) if "COMPLETED" in p.read_text()]
+
+    proc = _cli(args)
+    try:
+        deadline = time.time() + 200
+        while time.time() < deadline and not completed():
+            time.sleep(0.2)
+        assert completed(), "the first trial did not finish in time"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    first_trial = completed()[0]
+    finished = first_trial.read_text()
+    proc = _cli(args)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-2000:]
+    assert first_trial.read_text() == finished  # trial 0 was not run again
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["num_trials"] == 3
+    assert (workdir / "trials.csv").read_text().count("COMPLETED") == 3
+
+
+def test_restart_with_a_larger_budget_extends_the_search(tmp_path, learnable_data):
+    base = _base(tmp_path, learnable_data, method="limit", epochs=1)
+    space = hm.SearchSpace(betas=(0.0, 1.0, 10.0))
+    CountTrainings.count = 0
+    assert (
+        search.run_search(
+            base,
+            space,
+            oracle="grid",
+            max_trials=2,
+            executions_per_trial=1,
+            retrain=False,
+            callbacks=[CountTrainings()],
+        )["num_trials"]
+        == 2
+    )
+    assert CountTrainings.count == 2
+    CountTrainings.count = 0
+    keras.backend.clear_session()
+    assert (
+        search.run_search(
+            base,
+            space,
+            oracle="grid",
+            max_trials=3,
+            executions_per_trial=1,
+            retrain=False,
+            callbacks=[CountTrainings()],
+        )["num_trials"]
+        == 3
+    )
+    assert CountTrainings.count == 1  # only the new trial trained
+
+
+def _cli(args, env=None, timeout=240):
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tuner.search", *args],
+        cwd=REPO,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize(
+    "flag,message",
+    [
+        ("--oracle=annealing", "--oracle='annealing' is not allowed"),
+        ("--max_trials=0", "--max_trials=0 is not allowed"),
+        ("--noise_rate=1.5", "--noise_rate=1.5 is not allowed"),
+        ("--betas=a,b", "--betas='a,b' is not allowed"),
+        ("--predictors=student", "predictors=['student'] is not allowed"),
+    ],
+)
+def test_bad_flags(tmp_path, flag, message):
+    proc = _cli([f"--workdir={tmp_path / 'w'}", flag])
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and message in err.strip().splitlines()[-1]
+    assert not (tmp_path / "w").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_distributed_chief_and_worker(tmp_path, learnable_data):
+    port = str(_free_port())
+    args = [
+        f"--workdir={tmp_path / 'w'}",
+        f"--data_dir={learnable_data}",
+        "--architecture=mlp",
+        "--method=ce",
+        "--num_train_examples=200",
+        "--noise_rate=0.2",
+        "--learning_rates=0.0000001,0.003",
+        "--epochs=2",
+        "--patience=2",
+        "--batch_size=50",
+        "--oracle=grid",
+        "--retrain=false",
+    ]
+    env = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
+    chief = _cli(args, {**env, "KERASTUNER_TUNER_ID": "chief"})
+    worker = _cli(args, {**env, "KERASTUNER_TUNER_ID": "tuner0"})
+    try:
+        _, worker_err = worker.communicate(timeout=240)
+        chief_out, chief_err = chief.communicate(timeout=120)
+    finally:
+        for proc in (chief, worker):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert worker.returncode == 0, worker_err[-2000:]
+    assert chief.returncode == 0, chief_err[-2000:]
+    summary = json.loads((tmp_path / "w" / "summary.json").read_text())
+    assert summary["num_trials"] == 2
+    assert summary["best"]["hyperparameters"]["learning_rate"] == pytest.approx(0.003)
