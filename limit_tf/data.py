@@ -230,6 +230,19 @@ def _cifar_dir_exists(members):
     return lambda p: p.is_dir() and all((p / m).is_file() for names in members.values() for m in names)
 
 
+def _cifar_local(name: str, folder: str, reader, members):
+    """``<name>/<folder>``, ``<folder>``, then the same as ``<folder>.tar.gz``
+    (``cifar-10-batches-py`` unpacks from ``cifar-10-python.tar.gz``)."""
+    archive = folder.replace("-batches-py", "-python") + ".tar.gz"
+    in_dir = _cifar_dir_exists(members)
+    return (
+        (f"{name}/{folder}", reader, in_dir),
+        (folder, reader, in_dir),
+        (f"{name}/{archive}", reader, Path.is_file),
+        (archive, reader, Path.is_file),
+    )
+
+
 def _idx_local(*dirs: str):
     return tuple((d, _read_idx_dataset, _idx_dir_complete) for d in dirs)
 
@@ -261,12 +274,7 @@ DATASETS: Mapping[str, DatasetSpec] = {
         (0.4914, 0.4822, 0.4465),
         (0.2470, 0.2435, 0.2616),
         True,
-        (
-            ("cifar10/cifar-10-batches-py", _cifar10, _cifar_dir_exists(_CIFAR10_MEMBERS)),
-            ("cifar-10-batches-py", _cifar10, _cifar_dir_exists(_CIFAR10_MEMBERS)),
-            ("cifar10/cifar-10-python.tar.gz", _cifar10, Path.is_file),
-            ("cifar-10-python.tar.gz", _cifar10, Path.is_file),
-        ),
+        _cifar_local("cifar10", "cifar-10-batches-py", _cifar10, _CIFAR10_MEMBERS),
     ),
     "cifar100": DatasetSpec(
         "cifar100",
@@ -278,12 +286,7 @@ DATASETS: Mapping[str, DatasetSpec] = {
         (0.5071, 0.4865, 0.4409),
         (0.2673, 0.2564, 0.2762),
         True,
-        (
-            ("cifar100/cifar-100-python", _cifar100, _cifar_dir_exists(_CIFAR100_MEMBERS)),
-            ("cifar-100-python", _cifar100, _cifar_dir_exists(_CIFAR100_MEMBERS)),
-            ("cifar100/cifar-100-python.tar.gz", _cifar100, Path.is_file),
-            ("cifar-100-python.tar.gz", _cifar100, Path.is_file),
-        ),
+        _cifar_local("cifar100", "cifar-100-python", _cifar100, _CIFAR100_MEMBERS),
     ),
 }
 

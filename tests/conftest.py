@@ -66,6 +66,23 @@ def write_fake_mnist(root: Path, n_train: int = 600, n_test: int = 100, seed: in
     return d
 
 
+def tiny_config(workdir, data_dir, **changes):
+    """A fast experiment config on generated MNIST-format files (MLP, 200 examples)."""
+    from limit_tf.config import ExperimentConfig
+
+    settings = dict(
+        workdir=str(workdir),
+        data_dir=str(data_dir),
+        architecture="mlp",
+        noise="uniform",
+        noise_rate=0.5,
+        num_train_examples=200,
+        epochs=2,
+        batch_size=64,
+    )
+    return ExperimentConfig(**{**settings, **changes})
+
+
 @pytest.fixture
 def mnist_dir() -> Path:
     found = shared_data_dir()

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from limit_tf import LimitModel, detection, models, train
-from limit_tf.config import ExperimentConfig
-from tests.conftest import write_fake_mnist
+from tests.conftest import tiny_config, write_fake_mnist
 
 P = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [1.0, 0.0, 0.0], [0.3, 0.4, 0.3]])
 Y = np.array([0, 0, 1, 1])
@@ -62,18 +61,7 @@ def test_score_examples_with_a_limit_model_and_a_plain_classifier(rng):
 
 def test_detect_in_run_writes_outputs(tmp_path):
     write_fake_mnist(tmp_path / "data", n_train=300, n_test=50)
-    config = ExperimentConfig(
-        workdir=str(tmp_path / "run"),
-        data_dir=str(tmp_path / "data"),
-        architecture="mlp",
-        method="limit",
-        predictor="laplace",
-        beta=1.0,
-        noise_rate=0.5,
-        num_train_examples=200,
-        epochs=1,
-        batch_size=64,
-    )
+    config = tiny_config(tmp_path / "run", tmp_path / "data", method="limit", predictor="laplace", beta=1.0, epochs=1)
     train.run_experiment(config)
     report = detection.detect_in_run(tmp_path / "run", score="limit")
     out = tmp_path / "run" / "detection_limit"

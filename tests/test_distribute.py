@@ -96,20 +96,17 @@ def test_strategies_are_reused_within_a_process():
 
 def test_runner_trains_under_mirrored_strategy(tmp_path):
     from limit_tf import train
-    from limit_tf.config import ExperimentConfig
-    from tests.conftest import write_fake_mnist
+    from tests.conftest import tiny_config, write_fake_mnist
 
     write_fake_mnist(tmp_path / "data", n_train=300, n_test=50)
-    config = ExperimentConfig(
-        workdir=str(tmp_path / "run"),
-        data_dir=str(tmp_path / "data"),
+    config = tiny_config(
+        tmp_path / "run",
+        tmp_path / "data",
+        architecture="mnist_cnn",  # batch norm: exercises the synchronized statistics
         method="limit",
         predictor="laplace",
         beta=1.0,
-        noise_rate=0.5,
         num_train_examples=128,
-        epochs=2,
-        batch_size=64,
         strategy="mirrored",
         devices=("/cpu:0", "/cpu:1"),
     )

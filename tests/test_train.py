@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from limit_tf import train
-from limit_tf.config import ConfigError, ExperimentConfig
-from tests.conftest import write_fake_mnist
+from limit_tf.config import ConfigError
+from tests.conftest import tiny_config, write_fake_mnist
 
 
 @pytest.fixture
@@ -16,21 +16,9 @@ def fake_data(tmp_path):
     return str(tmp_path / "data")
 
 
-def _config(tmp_path, fake_data, **changes):
-    settings = dict(
-        workdir=str(tmp_path / "run"),
-        data_dir=fake_data,
-        architecture="mlp",
-        noise="uniform",
-        noise_rate=0.5,
-        num_train_examples=200,
-        epochs=4,
-        patience=10,
-        batch_size=64,
-        deterministic=True,
-    )
-    settings.update(changes)
-    return ExperimentConfig(**settings)
+def _config(tmp_path, fake_data, workdir=None, **changes):
+    settings = {"epochs": 4, "patience": 10, "deterministic": True, **changes}
+    return tiny_config(workdir or tmp_path / "run", fake_data, **settings)
 
 
 def test_run_writes_everything(tmp_path, fake_data):

@@ -9,8 +9,7 @@ import time
 import keras
 import pytest
 
-from limit_tf.config import ExperimentConfig
-from tests.conftest import REPO, write_fake_mnist
+from tests.conftest import REPO, tiny_config, write_fake_mnist
 from tuner import hypermodel as hm
 from tuner import search
 
@@ -22,19 +21,8 @@ def learnable_data(tmp_path):
 
 
 def _base(tmp_path, data, **changes):
-    settings = dict(
-        workdir=str(tmp_path / "search" / "best_run"),
-        data_dir=data,
-        architecture="mlp",
-        method="ce",
-        noise="uniform",
-        noise_rate=0.2,
-        num_train_examples=200,
-        epochs=3,
-        patience=3,
-        batch_size=50,
-    )
-    return ExperimentConfig(**{**settings, **changes})
+    settings = dict(method="ce", noise_rate=0.2, epochs=3, patience=3, batch_size=50)
+    return tiny_config(tmp_path / "search" / "best_run", data, **{**settings, **changes})
 
 
 class CountTrainings(keras.callbacks.Callback):
