@@ -15,6 +15,7 @@ exit with status 2 before anything is written.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -71,7 +72,7 @@ def define_flags() -> None:
     flags.DEFINE_list("devices", [], "Devices for --strategy=mirrored (default: all local GPUs).")
 
 
-CONFIG_FLAGS = [f.name for f in __import__("dataclasses").fields(config_lib.ExperimentConfig)]
+CONFIG_FLAGS = [f.name for f in dataclasses.fields(config_lib.ExperimentConfig)]
 
 
 def config_from_flags(**overrides) -> config_lib.ExperimentConfig:

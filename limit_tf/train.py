@@ -129,14 +129,14 @@ class MemorizationMetrics(keras.callbacks.Callback):
 class TestAccuracyMonitor(keras.callbacks.Callback):
     """Logs ``test_accuracy_monitor`` each epoch: for curves only, never for selection."""
 
-    def __init__(self, classifier: keras.Model, test_dataset):
+    def __init__(self, classifier: keras.Model, inputs, labels):
         super().__init__()
         self.classifier = classifier
-        self.test_dataset = test_dataset
-        self.labels = np.concatenate([y for _, y in test_dataset.as_numpy_iterator()])
+        self.inputs = inputs
+        self.labels = labels
 
     def on_epoch_end(self, epoch, logs=None):
-        predicted = np.argmax(self.classifier.predict(self.test_dataset.map(lambda x, y: x), verbose=0), axis=-1)
+        predicted = np.argmax(self.classifier.predict(self.inputs, verbose=0), axis=-1)
         logs["test_accuracy_monitor"] = float(np.mean(predicted == self.labels))
 
 
@@ -352,7 +352,8 @@ def _fit(model, config, dataset, workdir: Path, selection, start_epoch: int, ext
     classifier = methods.classifier_of(model)
     monitors = [MemorizationMetrics(classifier, train_eval, dataset.train)]
     if config.track_test_accuracy:
-        monitors.append(TestAccuracyMonitor(classifier, data_lib.to_tf_dataset(dataset, "test", batch_size=1024)))
+        test_inputs = data_lib.to_tf_dataset(dataset, "test", batch_size=1024).map(lambda x, y: x)
+        monitors.append(TestAccuracyMonitor(classifier, test_inputs, dataset.test.labels))
     callbacks = [
         NanGuard(),
         *monitors,
