@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ NOISE_NAMES = ("none", "uniform", "symmetric", "pair", "asymmetric", "next_class
 METHOD_NAMES = ("ce", "mae", "mse", "gce", "fw", "dmi", "ce_gn", "ce_ln", "soft_reg", "limit")
 PREDICTOR_NAMES = ("gaussian", "laplace", "ce")
 ARCHITECTURE_NAMES = ("mnist_cnn", "mlp", "resnet34", "resnet50")
-STRATEGY_NAMES = ("default", "mirrored")
+STRATEGY_NAMES = ("default", "mirrored", "multi_worker")
 SOURCE_NAMES = ("auto", "local", "tfds")
 DEFAULT_ARCHITECTURE = {
     "mnist": "mnist_cnn",
@@ -128,6 +129,13 @@ class ExperimentConfig:
             _check_init_dir(self.init_from)
         elif self.method in NEEDS_INIT:
             raise ConfigError(f"--init_from is required with --method={self.method}: the work dir of a trained CE run.")
+        if self.devices and self.strategy != "mirrored":
+            raise ConfigError(
+                f"--devices={','.join(self.devices)} is not allowed with --strategy={self.strategy}: "
+                "it names the devices of --strategy=mirrored (multi_worker uses every local GPU of each worker)."
+            )
+        if self.strategy == "multi_worker":
+            check_tf_config()
         if self.jit_compile and self.strategy != "default":
             raise ConfigError(
                 f"--jit_compile is not supported with --strategy={self.strategy} (keras-team/keras#19005)."
@@ -150,6 +158,41 @@ class ExperimentConfig:
 
     def replace(self, **changes) -> ExperimentConfig:
         return dataclasses.replace(self, **changes)
+
+
+TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
+
+
+def check_tf_config(environ=None) -> dict:
+    """Validates ``$TF_CONFIG`` for ``--strategy=multi_worker``; returns it parsed.
+
+    Raises:
+      ConfigError: it is missing, not JSON, or names no cluster or a task
+        that is not in the cluster.
+    """
+    environ = os.environ if environ is None else environ
+    raw = environ.get("TF_CONFIG", "")
+    hint = f"e.g. TF_CONFIG='{TF_CONFIG_EXAMPLE}' (see docs/distributed.md)"
+    if not raw.strip():
+        raise ConfigError(f"--strategy=multi_worker reads the cluster from $TF_CONFIG, which is not set; {hint}.")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"$TF_CONFIG is not valid JSON ({e.msg} at character {e.pos}); {hint}.") from None
+    cluster = value.get("cluster") if isinstance(value, dict) else None
+    task = value.get("task") if isinstance(value, dict) else None
+    if not isinstance(cluster, dict) or not any(cluster.get(k) for k in ("worker", "chief")):
+        raise ConfigError(f"$TF_CONFIG has no 'cluster' with 'worker' (or 'chief') addresses; {hint}.")
+    if not isinstance(task, dict) or "type" not in task:
+        raise ConfigError(f"$TF_CONFIG has no 'task' with a 'type' and an 'index'; {hint}.")
+    members = cluster.get(task["type"])
+    index = task.get("index", 0)
+    if not isinstance(members, list) or not isinstance(index, int) or not 0 <= index < len(members):
+        raise ConfigError(
+            f"$TF_CONFIG task {task.get('type')!r} index {index!r} is not in its cluster "
+            f"({ {k: len(v) for k, v in cluster.items() if isinstance(v, list)} } addresses); {hint}."
+        )
+    return value
 
 
 # Files a finished run leaves in its work dir (the ones --init_from reads).

@@ -68,7 +68,12 @@ def define_flags() -> None:
     )
     flags.DEFINE_bool("jit_compile", d.jit_compile, "Compile the training step with XLA.")
     flags.DEFINE_bool("deterministic", d.deterministic, "Enable TensorFlow op determinism.")
-    flags.DEFINE_string("strategy", d.strategy, f"Distribution: {', '.join(config_lib.STRATEGY_NAMES)}.")
+    flags.DEFINE_string(
+        "strategy",
+        d.strategy,
+        "Distribution: default (one device), mirrored (all local GPUs) or multi_worker (the cluster in "
+        "$TF_CONFIG; run the same command on every worker). See docs/distributed.md.",
+    )
     flags.DEFINE_list("devices", [], "Devices for --strategy=mirrored (default: all local GPUs).")
 
 
@@ -95,6 +100,11 @@ def main(argv) -> None:
         fail(f"unexpected arguments {argv[1:]}; all settings are --flags.")
     try:
         config = config_from_flags()
+        if config.strategy == "multi_worker":
+            config.validate()
+            from limit_tf import distribute
+
+            distribute.get_strategy("multi_worker")  # before any other TensorFlow op
         from limit_tf import train
 
         dataset = train.prepare(config)

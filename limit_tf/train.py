@@ -25,6 +25,7 @@ run again: its results are returned.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -40,7 +41,7 @@ from absl import logging
 
 import limit_tf
 from limit_tf import data as data_lib
-from limit_tf import distribute, methods
+from limit_tf import distribute, loop, methods
 from limit_tf.config import BEST_WEIGHTS, CONFIG, RESULTS, ConfigError, ExperimentConfig
 
 SELECTION = "selection.json"
@@ -96,6 +97,21 @@ class NanGuard(keras.callbacks.Callback):
                 )
 
 
+def predicted_classes(classifier: keras.Model, inputs: tf.data.Dataset, fn=None):
+    """Argmax predictions over a dataset of inputs, without ``predict``.
+
+    Runs the classifier directly in a ``tf.function`` (on this process only),
+    so it works in any strategy's cross-replica context, including
+    ``MultiWorkerMirroredStrategy`` where Keras' ``predict`` fails.
+
+    Returns:
+      ``(classes, fn)``: pass ``fn`` back in to reuse the traced function.
+    """
+    if fn is None:
+        fn = tf.function(lambda x: tf.argmax(classifier(x, training=False), axis=-1))
+    return np.concatenate([fn(x).numpy() for x in inputs]), fn
+
+
 class MemorizationMetrics(keras.callbacks.Callback):
     """Training accuracy on correct vs corrupted examples, in inference mode.
 
@@ -114,9 +130,10 @@ class MemorizationMetrics(keras.callbacks.Callback):
         self.observed = split.labels
         self.clean = split.clean_labels
         self.mask = split.noise_mask
+        self._fn = None
 
     def on_epoch_end(self, epoch, logs=None):
-        predicted = np.argmax(self.classifier.predict(self.inputs, verbose=0), axis=-1)
+        predicted, self._fn = predicted_classes(self.classifier, self.inputs, self._fn)
         hit = predicted == self.observed
         logs["train_acc_observed"] = float(hit.mean())
         logs["train_acc_clean_subset"] = float(hit[~self.mask].mean()) if (~self.mask).any() else float("nan")
@@ -134,9 +151,10 @@ class TestAccuracyMonitor(keras.callbacks.Callback):
         self.classifier = classifier
         self.inputs = inputs
         self.labels = labels
+        self._fn = None
 
     def on_epoch_end(self, epoch, logs=None):
-        predicted = np.argmax(self.classifier.predict(self.inputs, verbose=0), axis=-1)
+        predicted, self._fn = predicted_classes(self.classifier, self.inputs, self._fn)
         logs["test_accuracy_monitor"] = float(np.mean(predicted == self.labels))
 
 
@@ -301,6 +319,8 @@ def run_experiment(config: ExperimentConfig, *, callbacks=(), dataset: data_lib.
       callbacks: extra Keras callbacks (tests use them to interrupt a run).
       dataset: the already loaded data of ``config`` (skips loading).
     """
+    if config.strategy == "multi_worker":
+        return _run_multi_worker(config, list(callbacks), dataset)
     done = finished_results(config.workdir)
     if done is not None:
         config.validate()
@@ -342,11 +362,8 @@ def _method_context(config: ExperimentConfig, dataset: data_lib.NoisyDataset) ->
     )
 
 
-def _fit(model, config, dataset, workdir: Path, selection, start_epoch: int, extra_callbacks: list) -> None:
-    train, steps = data_lib.training_stream(
-        dataset, batch_size=config.batch_size, seed=config.seed, first_epoch=start_epoch, last_epoch=config.epochs
-    )
-    validation = data_lib.to_tf_dataset(dataset, "validation", batch_size=1024)
+def _protocol_callbacks(model, config, dataset, workdir: Path, selection) -> list:
+    """The protocol's callbacks that write the work dir (the chief's, under multi_worker)."""
     train_eval = data_lib.to_tf_dataset(dataset, "train", batch_size=1024).map(lambda x, y: x)
     label = f"{config.method} {Path(config.workdir).name}"
     classifier = methods.classifier_of(model)
@@ -354,13 +371,23 @@ def _fit(model, config, dataset, workdir: Path, selection, start_epoch: int, ext
     if config.track_test_accuracy:
         test_inputs = data_lib.to_tf_dataset(dataset, "test", batch_size=1024).map(lambda x, y: x)
         monitors.append(TestAccuracyMonitor(classifier, test_inputs, dataset.test.labels))
-    callbacks = [
+    return [
         NanGuard(),
         *monitors,
         selection,
         keras.callbacks.CSVLogger(str(workdir / METRICS_CSV), append=True),
         keras.callbacks.TensorBoard(str(workdir / "tensorboard")),
         ProgressLog(selection, config.epochs, label),
+    ]
+
+
+def _fit(model, config, dataset, workdir: Path, selection, start_epoch: int, extra_callbacks: list) -> None:
+    train, steps = data_lib.training_stream(
+        dataset, batch_size=config.batch_size, seed=config.seed, first_epoch=start_epoch, last_epoch=config.epochs
+    )
+    validation = data_lib.to_tf_dataset(dataset, "validation", batch_size=1024)
+    callbacks = [
+        *_protocol_callbacks(model, config, dataset, workdir, selection),
         *extra_callbacks,
         # Last: it saves the epoch only after everything above has succeeded.
         keras.callbacks.BackupAndRestore(str(workdir / BACKUP), delete_checkpoint=False),
@@ -381,8 +408,14 @@ def _finish(model, config, dataset, workdir: Path) -> dict:
     model.load_weights(workdir / BEST_WEIGHTS)
     test = data_lib.to_tf_dataset(dataset, "test", batch_size=1024)
     test_logs = model.evaluate(test, verbose=0, return_dict=True)
-    _dedupe_metrics_csv(workdir / METRICS_CSV)
-    results = {
+    results = _results(config, dataset, state, test_logs)
+    _write_results(workdir, results)
+    shutil.rmtree(workdir / BACKUP, ignore_errors=True)
+    return results
+
+
+def _results(config, dataset, state: dict, test_logs: dict) -> dict:
+    return {
         "test_accuracy": float(test_logs["accuracy"]),
         "test_loss": float(test_logs["loss"]),
         "best_val_accuracy": state["best_value"],
@@ -396,16 +429,93 @@ def _finish(model, config, dataset, workdir: Path) -> dict:
         "versions": library_versions(),
         "config": json.loads(config.to_json()),
     }
+
+
+def _write_results(workdir: Path, results: dict) -> None:
+    _dedupe_metrics_csv(workdir / METRICS_CSV)
     _write_json_atomic(workdir / RESULTS, results)
-    shutil.rmtree(workdir / BACKUP, ignore_errors=True)
     logging.info(
         "[%s] test accuracy %.4f at best epoch %d (val %.4f); results in %s",
-        config.method,
+        results["config"]["method"],
         results["test_accuracy"],
         results["best_epoch"],
         results["best_val_accuracy"],
         workdir / RESULTS,
     )
+
+
+# --------------------------------------------------------------------------
+# Several machines: MultiWorkerMirroredStrategy through limit_tf.loop.
+
+
+def _run_multi_worker(config: ExperimentConfig, extra_callbacks: list, dataset) -> dict:
+    """The protocol under ``MultiWorkerMirroredStrategy`` (every worker runs this).
+
+    The chief (task 0) writes the work dir as a single-process run does. The
+    other workers keep their selection state and best weights under
+    ``<workdir>/workers/<task>/`` and their checkpoints under
+    ``<workdir>/backup/workers/<task>/`` (on their own disk if the work dir
+    is not shared), and delete them when the run ends. Decisions (stop,
+    resume epoch, finished) are the chief's, broadcast to all.
+    """
+    strategy = distribute.get_strategy("multi_worker")
+    chief = loop.is_chief(strategy)
+    workdir = Path(config.workdir)
+    dataset = dataset if dataset is not None else prepare(config)
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    with strategy.scope():
+        model = methods.build_method(_method_context(config, dataset))
+    trainer = loop.DistributedTrainer(model, strategy)
+    done = finished_results(workdir) if chief else None
+    if trainer.broadcast(int(done is not None)):
+        logging.info("%s is finished; not running it again.", workdir)
+        return done if chief else (finished_results(workdir) or {})
+    own = workdir if chief else workdir / "workers" / loop.task_name(strategy)
+    own.mkdir(parents=True, exist_ok=True)
+    if chief:
+        _write_json_atomic(workdir / CONFIG, json.loads(config.to_json()))
+        _save_labels(workdir / LABELS, dataset)
+    start_epoch = trainer.restore(workdir / BACKUP)
+    selection = BestEpochSelection(own, config.patience)
+    state = selection.state
+    training_done = trainer.broadcast(int(state["stopped_early"] or state["last_epoch"] + 1 >= config.epochs))
+    if not training_done:
+        if start_epoch:
+            logging.info("resuming %s at epoch %d (%s)", workdir, start_epoch + 1, loop.task_name(strategy))
+        train, steps = data_lib.training_stream(
+            dataset, batch_size=config.batch_size, seed=config.seed, first_epoch=start_epoch, last_epoch=config.epochs
+        )
+        callbacks = (
+            _protocol_callbacks(model, config, dataset, workdir, selection) if chief else [NanGuard(), selection]
+        )
+        trainer.fit(
+            train,
+            epochs=config.epochs,
+            steps_per_epoch=steps,
+            initial_epoch=start_epoch,
+            validation_data=data_lib.to_tf_dataset(dataset, "validation", batch_size=1024),
+            callbacks=[*callbacks, *extra_callbacks],
+            backup_dir=workdir / BACKUP,
+        )
+    state = read_selection(own)
+    best = trainer.gather(-1 if state["best_epoch"] is None else state["best_epoch"])
+    if len(set(best)) != 1 or best[0] < 0:
+        raise RuntimeError(
+            f"the workers disagree on the best epoch ({[b + 1 for b in best]}): a worker lost its state "
+            f"under {own}; delete the work dir and run again."
+        )
+    model.load_weights(own / BEST_WEIGHTS)
+    test_logs = trainer.evaluate(data_lib.to_tf_dataset(dataset, "test", batch_size=1024))
+    results = _results(config, dataset, state, test_logs)
+    if chief:
+        _write_results(workdir, results)
+    trainer.cleanup(workdir / BACKUP)
+    if not chief:
+        shutil.rmtree(own, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            own.parent.rmdir()  # the last worker out removes workers/
     return results
 
 

@@ -20,9 +20,16 @@ def one_hot_labels(y, num_classes: int) -> tf.Tensor:
 
 
 def global_batch_size(x) -> tf.Tensor:
-    """Examples in the global batch: per-replica batch times the replica count."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return tf.cast(tf.shape(x)[0] * replicas, tf.float32)
+    """Examples in the global batch: the per-replica batch sizes summed over replicas.
+
+    Exact also when a partial last batch is split unevenly (e.g. 7 examples
+    as 4 + 3), where "per-replica batch times replicas" would be off.
+    """
+    local = tf.cast(tf.shape(x)[0], tf.float32)
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return local
+    return context.all_reduce("SUM", local)
 
 
 def known_input_shape(model: keras.Model):

@@ -1,0 +1,304 @@
+"""A distributed training loop for the strategies Keras' ``fit`` cannot run.
+
+Keras 3.15's ``fit``/``evaluate`` fail under ``MultiWorkerMirroredStrategy``
+(keras-team/keras#20585). :class:`DistributedTrainer` trains any compiled
+Keras model, LIMIT included, with its *own* ``train_step`` and
+``test_step`` run by ``strategy.run`` on a distributed dataset, so the
+training math is exactly what ``fit`` runs; it works under every
+``tf.distribute`` strategy (the runner uses it for ``--strategy=multi_worker``
+and keeps ``fit`` for the single-host ones)::
+
+    strategy = limit_tf.distribute.get_strategy("multi_worker")  # first thing in the program
+    with strategy.scope():
+        model = ...  # built and compiled
+    trainer = limit_tf.loop.DistributedTrainer(model)
+    start = trainer.restore("backup")               # 0, or the epoch to resume at
+    history = trainer.fit(train_ds, epochs=30, steps_per_epoch=40, initial_epoch=start,
+                          validation_data=val_ds, backup_dir="backup")
+
+Datasets yield **global** batches (every worker builds the same dataset);
+each global batch is split into one contiguous slice per replica, the way
+one device would see it, so N replicas with a global batch B take the same
+step as one device with batch B (losses and LIMIT's injected gradient are
+divided by the global batch). Logged metrics are global values (metric
+variables are summed over replicas when read).
+
+Callbacks run on every worker, but the chief decides whether to stop (its
+``stop_training`` flag is broadcast), and an exception in any worker's
+callbacks stops every worker, instead of leaving the others waiting forever
+on a collective. Give file-writing
+callbacks to the chief only, or point them at per-worker paths.
+
+Fault tolerance: with ``backup_dir``, every worker writes a
+``tf.train.Checkpoint`` (model, optimizers, epoch) after each epoch into
+its own directory (:func:`worker_backup_dir`). ``restore`` agrees with the
+other workers on the newest epoch all of them have, so a run whose workers
+were killed at different moments resumes consistently.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+_KEEP = 2  # checkpoints kept per worker: the newest two epochs
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the process that writes results (always, without a cluster)."""
+    return bool(strategy.extended.should_checkpoint)
+
+
+def task_name(strategy: tf.distribute.Strategy) -> str:
+    """``<task type>_<index>`` of this process in the cluster, or ``local``."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return "local"
+    return f"{resolver.task_type}_{resolver.task_id}"
+
+
+def worker_backup_dir(backup_dir: str | os.PathLike, strategy: tf.distribute.Strategy) -> Path:
+    """Where this worker keeps its checkpoints: ``backup_dir`` on the chief,
+    ``backup_dir/workers/<task>`` on the others (so that on a shared file
+    system no two workers write the same file)."""
+    if is_chief(strategy):
+        return Path(backup_dir)
+    return Path(backup_dir) / "workers" / task_name(strategy)
+
+
+def _split(tensor, part, parts):
+    """Rows ``[part*b/parts, (part+1)*b/parts)`` of a batch of ``b`` rows."""
+    b = tf.shape(tensor)[0]
+    start = (part * b) // parts
+    end = ((part + 1) * b) // parts
+    return tensor[start:end]
+
+
+class DistributedTrainer:
+    """Trains a compiled Keras model with ``strategy.run`` over its ``train_step``.
+
+    Args:
+      model: a built, compiled Keras model, created under ``strategy.scope()``.
+      strategy: the strategy (default: the one the model was created under).
+    """
+
+    def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy | None = None):
+        if model.optimizer is None:
+            raise ValueError("DistributedTrainer: compile the model first (it needs an optimizer).")
+        self.model = model
+        self.strategy = strategy or model.distribute_strategy
+        self._train_fns = {}
+        self._test_fn = None
+        with self.strategy.scope():
+            self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        optimizers = {"optimizer": model.optimizer}
+        extra = getattr(model, "predictor_optimizer", None)
+        if extra is not None and extra is not model.optimizer:
+            optimizers["predictor_optimizer"] = extra
+        self._checkpoint = tf.train.Checkpoint(model=model, epoch=self._epoch, **optimizers)
+
+    @property
+    def is_chief(self) -> bool:
+        return is_chief(self.strategy)
+
+    # ------------------------------------------------------------------
+    # Data.
+
+    def distribute(self, dataset: tf.data.Dataset):
+        """A dataset of global batches -> a distributed dataset of per-replica slices."""
+        replicas = self.strategy.num_replicas_in_sync
+
+        def per_pipeline(context: tf.distribute.InputContext) -> tf.data.Dataset:
+            local = replicas // context.num_input_pipelines
+            first = context.input_pipeline_id * local
+
+            def parts(*batch):
+                return tf.data.Dataset.range(local).map(
+                    lambda r: tuple(_split(t, tf.cast(first + r, tf.int32), replicas) for t in batch)
+                )
+
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+            return dataset.flat_map(parts).with_options(options)
+
+        return self.strategy.distribute_datasets_from_function(per_pipeline)
+
+    # ------------------------------------------------------------------
+    # Collective helpers: every worker must call them, in the same order.
+
+    def broadcast(self, value: int) -> int:
+        """The chief's (replica 0's) integer, on every worker."""
+        values = self.strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.constant(value if ctx.replica_id_in_sync_group == 0 else 0, tf.int64)
+        )
+        return int(self.strategy.reduce("SUM", values, axis=None))
+
+    def gather(self, value: int) -> list[int]:
+        """One integer per replica, from every worker, on every worker."""
+        n = self.strategy.num_replicas_in_sync
+        values = self.strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.one_hot(ctx.replica_id_in_sync_group, n, on_value=value, off_value=0, dtype=tf.int64)
+        )
+        return [int(v) for v in self.strategy.reduce("SUM", values, axis=None).numpy()]
+
+    def all_agree(self, ok: bool) -> bool:
+        """True when ``ok`` holds on every worker."""
+        return min(self.gather(int(bool(ok)))) == 1
+
+    # ------------------------------------------------------------------
+    # Steps.
+
+    def _train_fn(self):
+        frozen = bool(getattr(self.model, "_classifier_frozen", False))
+        if frozen not in self._train_fns:
+            model, strategy = self.model, self.strategy
+
+            @tf.function
+            def train_fn(iterator):
+                strategy.run(model.train_step, args=(next(iterator),))
+
+            self._train_fns[frozen] = train_fn
+        return self._train_fns[frozen]
+
+    def _metrics(self, prefix: str = "") -> dict[str, float]:
+        # Read in cross-replica context: metric variables are summed over replicas.
+        return {prefix + k: float(np.asarray(v)) for k, v in self.model.get_metrics_result().items()}
+
+    def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
+        """The model's ``test_step`` metrics over a dataset of global batches (collective)."""
+        if self._test_fn is None:
+            model, strategy = self.model, self.strategy
+
+            @tf.function
+            def test_fn(batch):
+                strategy.run(model.test_step, args=(batch,))
+
+            self._test_fn = test_fn
+        self.model.reset_metrics()
+        for batch in self.distribute(dataset):
+            self._test_fn(batch)
+        return self._metrics()
+
+    # ------------------------------------------------------------------
+    # Checkpoints.
+
+    def restore(self, backup_dir: str | os.PathLike | None) -> int:
+        """Restores the newest epoch every worker has a checkpoint of; returns it (0: none).
+
+        Raises:
+          RuntimeError: the workers have no common checkpoint (their backup
+            directories were lost or belong to different runs).
+        """
+        if backup_dir is None:
+            return 0
+        directory = worker_backup_dir(backup_dir, self.strategy)
+        available = _checkpoint_epochs(directory)
+        newest = self.gather(max(available, default=0))
+        target = min(newest)
+        have = target == 0 or target in available
+        if not self.all_agree(have):
+            raise RuntimeError(
+                f"the workers cannot resume together: their newest checkpoints are at epochs {newest} and "
+                f"this worker ({task_name(self.strategy)}) has {sorted(available) or 'none'} in {directory}; "
+                "delete the backup directories to start over."
+            )
+        if target:
+            path = str(directory / f"epoch-{target}")
+            self._checkpoint.read(path).assert_existing_objects_matched()
+            logging.info("restored epoch %d from %s", target, path)
+        return target
+
+    def _save(self, backup_dir: str | os.PathLike, epoch: int) -> None:
+        directory = worker_backup_dir(backup_dir, self.strategy)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._epoch.assign(epoch)
+        self._checkpoint.write(str(directory / f"epoch-{epoch}"))
+        for old in sorted(_checkpoint_epochs(directory))[:-_KEEP]:
+            for f in directory.glob(f"epoch-{old}.*"):
+                f.unlink()
+
+    # ------------------------------------------------------------------
+    # The loop.
+
+    def fit(
+        self,
+        train: tf.data.Dataset,
+        *,
+        epochs: int,
+        steps_per_epoch: int,
+        initial_epoch: int = 0,
+        validation_data: tf.data.Dataset | None = None,
+        callbacks=(),
+        backup_dir: str | os.PathLike | None = None,
+    ) -> dict[str, list[float]]:
+        """Trains epochs ``initial_epoch .. epochs - 1``; returns the per-epoch logs.
+
+        Args:
+          train: global batches, starting at ``initial_epoch`` (at least
+            ``steps_per_epoch`` per epoch; e.g. :func:`limit_tf.data.training_stream`).
+          epochs, steps_per_epoch, initial_epoch: as in ``fit``.
+          validation_data: global batches evaluated after every epoch
+            (logged with a ``val_`` prefix).
+          callbacks: Keras callbacks (epoch and train hooks are called).
+          backup_dir: where to checkpoint after every epoch (see :meth:`restore`).
+        """
+        model = self.model
+        callback_list = keras.callbacks.CallbackList(list(callbacks), model=model, epochs=epochs, steps=steps_per_epoch)
+        history: dict[str, list[float]] = {}
+        iterator = iter(self.distribute(train))
+        model.stop_training = False
+        callback_list.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            if hasattr(model, "warmup_epochs"):
+                model._classifier_frozen = epoch < model.warmup_epochs
+            callback_list.on_epoch_begin(epoch)
+            model.reset_metrics()
+            train_fn = self._train_fn()
+            for _ in range(steps_per_epoch):
+                train_fn(iterator)
+            logs = self._metrics()
+            if validation_data is not None:
+                logs.update({"val_" + k: v for k, v in self.evaluate(validation_data).items()})
+            error = None
+            try:
+                callback_list.on_epoch_end(epoch, logs)
+            except Exception as e:  # noqa: BLE001 - re-raised below, once every worker knows
+                error = e
+            codes = self.gather(2 if error is not None else int(bool(model.stop_training)))
+            if error is not None:
+                raise error
+            if 2 in codes:
+                raise RuntimeError(
+                    f"another worker failed in epoch {epoch + 1} (replica {codes.index(2)}); see its log."
+                )
+            verdict = codes[0]  # the chief (replica 0) decides whether to stop
+            for key, value in logs.items():
+                history.setdefault(key, []).append(value)
+            if backup_dir is not None:
+                self._save(backup_dir, epoch + 1)
+            if verdict == 1:
+                break
+        callback_list.on_train_end(logs=None)
+        if hasattr(model, "warmup_epochs"):
+            model._classifier_frozen = False
+        return history
+
+    def cleanup(self, backup_dir: str | os.PathLike) -> None:
+        """Deletes this worker's checkpoints (after a finished run)."""
+        shutil.rmtree(worker_backup_dir(backup_dir, self.strategy), ignore_errors=True)
+
+
+def _checkpoint_epochs(directory: Path) -> set[int]:
+    epochs = set()
+    for f in directory.glob("epoch-*.index"):
+        try:
+            epochs.add(int(f.name[len("epoch-") : -len(".index")]))
+        except ValueError:
+            continue
+    return epochs
