@@ -62,8 +62,58 @@ def _dense(x, units: int, *, name: str, activation=None, use_bias: bool = True):
     return layers.Dense(units, activation=activation, use_bias=use_bias, name=name, **init)(x)
 
 
+@keras.saving.register_keras_serializable(package="limit_tf")
+class FusedBatchNormalization(layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` whose training step on images is one fused op.
+
+    Keras 3 normalizes with about a dozen separate element-wise and reduction
+    ops; in training on 4-D float32 channels-last inputs this layer calls
+    TensorFlow's ``FusedBatchNormV3`` instead (oneDNN on CPU, cuDNN on GPU):
+    the MNIST CNN's step is about 20% faster on 2 CPU cores
+    (``benchmarks/README.md``). Same weights, same output and gradients as
+    Keras' layer (``tests/test_models.py``). One difference, in PyTorch's
+    favour: the running variance is updated with the unbiased batch variance
+    (times ``n / (n - 1)``, n = examples x height x width), as PyTorch does,
+    where Keras uses the biased one. Everything else (inference,
+    ``synchronized=True``, other ranks, masks, other dtypes) is Keras' code.
+    """
+
+    def _can_fuse(self, inputs, training, mask) -> bool:
+        return (
+            bool(training)
+            and not self.synchronized
+            and mask is None
+            and len(inputs.shape) == 4
+            and self.axis in (-1, 3)
+            and self.center
+            and self.scale
+            and inputs.dtype == "float32"
+            and keras.backend.backend() == "tensorflow"
+        )
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._can_fuse(inputs, training, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        outputs, mean, variance, *_ = tf.compat.v1.nn.fused_batch_norm(
+            inputs,
+            self.gamma,
+            self.beta,
+            mean=self.moving_mean,
+            variance=self.moving_variance,
+            epsilon=self.epsilon,
+            data_format="NHWC",
+            is_training=True,
+            exponential_avg_factor=1.0 - self.momentum,
+        )
+        self.moving_mean.assign(mean)
+        self.moving_variance.assign(variance)
+        return outputs
+
+
 def _bn(x, name: str, synchronized: bool):
-    return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=synchronized, name=name)(x)
+    return FusedBatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=synchronized, name=name)(x)
 
 
 def mnist_cnn(

@@ -79,3 +79,49 @@ def test_bad_arguments():
         models.build_model("vgg16", 10, (32, 32, 3))
     with pytest.raises(ValueError, match="num_classes=1"):
         models.build_model("mlp", 1, (4,))
+
+
+def test_fused_batch_norm_equals_keras_batch_norm(rng):
+    """Same output, input/weight gradients and running mean as Keras' layer;
+    running variance from the unbiased batch variance (PyTorch's rule)."""
+    import keras
+    import tensorflow as tf
+
+    x = tf.constant(rng.normal(2.0, 3.0, size=(8, 5, 5, 6)).astype(np.float32))
+    upstream = tf.constant(rng.normal(size=(8, 5, 5, 6)).astype(np.float32))
+    settings = dict(momentum=0.9, epsilon=1e-5)
+    fused, plain = models.FusedBatchNormalization(**settings), keras.layers.BatchNormalization(**settings)
+    for layer in (fused, plain):
+        layer.build(x.shape)
+    plain.set_weights(fused.get_weights())
+    fused.gamma.assign(rng.uniform(0.5, 2.0, 6).astype(np.float32))
+    plain.gamma.assign(fused.gamma.numpy())
+    results = []
+    for layer in (fused, plain):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+        grads = tape.gradient(y, [x, layer.gamma, layer.beta], output_gradients=upstream)
+        results.append((y.numpy(), [g.numpy() for g in grads]))
+    np.testing.assert_allclose(results[0][0], results[1][0], atol=1e-5)
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(fused.moving_mean.numpy(), plain.moving_mean.numpy(), atol=1e-6)
+    n = 8 * 5 * 5
+    batch_var = np.var(x.numpy().reshape(-1, 6), axis=0)
+    np.testing.assert_allclose(fused.moving_variance.numpy(), 0.9 + 0.1 * batch_var * n / (n - 1), rtol=1e-5)
+    np.testing.assert_allclose(plain.moving_variance.numpy(), 0.9 + 0.1 * batch_var, rtol=1e-5)
+    # Inference and the frozen (training=False) path are Keras' own.
+    np.testing.assert_allclose(
+        fused(x, training=False).numpy(),
+        (x.numpy() - fused.moving_mean.numpy()) / np.sqrt(fused.moving_variance.numpy() + 1e-5) * fused.gamma.numpy(),
+        atol=1e-4,
+    )
+
+
+def test_builders_use_the_fused_layer():
+    import keras
+
+    layers = models.build_model("mnist_cnn", 10, (28, 28, 1)).layers
+    bns = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(bns) == 4 and all(isinstance(layer, models.FusedBatchNormalization) for layer in bns)

@@ -1,0 +1,232 @@
+r"""Training-step throughput of CE and LIMIT on the paper's MNIST CNN.
+
+    python benchmarks/throughput.py                      # real MNIST from $LIMIT_DATA_DIR
+    python benchmarks/throughput.py --variants=ce,limit_l --jit=off --repeats=3
+
+For every variant (CE; LIMIT_G and LIMIT_L, with and without sampling) and
+``jit_compile`` off and on, it builds the model exactly as the runner does
+(``limit_tf.methods``), then times the compiled training function that
+``fit`` calls, fed by the runner's own input pipeline
+(``limit_tf.data.training_stream``): warm-up steps first (tracing,
+compilation), then ``--repeats`` timings of ``--steps`` steps each, of
+which the median is reported. Also measured:
+
+- the same steps fed from one batch already in memory, so that
+  ``input_share = 1 - t(in memory) / t(pipeline)`` is the part of a step
+  spent waiting for the input pipeline (0 when prefetching hides it; a
+  difference of two timings, so it carries their noise, a few %);
+- the pipeline alone (batches pulled, no training): ``input_share_bound =
+  t(batch) / t(step)`` bounds what the pipeline can cost a step even if
+  prefetching hid none of it;
+- LIMIT's step time over CE's, in the same run and jit mode;
+- the peak resident memory of the process that ran the variant (each
+  variant runs in a fresh process).
+
+Prints a table and writes JSON (``--out``). Timings depend on the machine
+and on what else runs on it; compare figures from one run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+VARIANTS = {
+    "ce": {"method": "ce"},
+    "limit_g": {"method": "limit", "predictor": "gaussian", "beta": 3.0},
+    "limit_g_s": {"method": "limit", "predictor": "gaussian", "beta": 3.0, "sample": True, "sigma_q": 0.1},
+    "limit_l": {"method": "limit", "predictor": "laplace", "beta": 10.0},
+    "limit_l_s": {"method": "limit", "predictor": "laplace", "beta": 10.0, "sample": True, "sigma_q": 0.1},
+}
+
+flags.DEFINE_string("data_dir", None, "Directory with mnist/*.gz (default: $LIMIT_DATA_DIR).")
+flags.DEFINE_list("variants", list(VARIANTS), f"Variants: {', '.join(VARIANTS)}.")
+flags.DEFINE_list("jit", ["off", "on"], "jit_compile modes to time: off, on.")
+flags.DEFINE_integer("batch_size", 256, "Batch size.")
+flags.DEFINE_integer("num_train_examples", 10_000, "Training examples in the pipeline.")
+flags.DEFINE_integer("warmup_steps", 10, "Untimed steps first (tracing, XLA compilation).")
+flags.DEFINE_integer("steps", 20, "Steps per timing.")
+flags.DEFINE_integer("repeats", 5, "Timings per measurement; the median is reported.")
+flags.DEFINE_string("out", str(HERE / "results" / "throughput.json"), "JSON output path.")
+flags.DEFINE_string("label", "", "A note stored with the results (e.g. 'before', 'after').")
+FLAGS = flags.FLAGS
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _time_steps(train_function, iterator, steps: int) -> float:
+    """Seconds per step over ``steps`` steps."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        logs = train_function(iterator)
+    # The last step's outputs force the queued work to finish.
+    _ = {k: float(v) for k, v in logs.items()}
+    return (time.perf_counter() - start) / steps
+
+
+def measure(variant: str, jit: bool, data_dir, num_train_examples, *, batch_size, warmup_steps, steps, repeats) -> dict:
+    """One variant in this process (run it in a fresh one: peak memory is the process's)."""
+    import keras
+    import tensorflow as tf
+
+    from limit_tf import data as data_lib
+    from limit_tf import methods
+    from limit_tf.config import ExperimentConfig
+
+    dataset = _load(data_dir, num_train_examples)
+    keras.utils.set_random_seed(0)
+    config = ExperimentConfig(workdir="bench", batch_size=batch_size, jit_compile=jit, **VARIANTS[variant])
+    ctx = methods.MethodContext(config=config, num_classes=dataset.num_classes, input_shape=dataset.input_shape)
+    model = methods.build_method(ctx)
+    model.make_train_function()
+    train_function = model.train_function
+    total = warmup_steps + 3 * steps * repeats
+    epochs = -(-total * batch_size // len(dataset.train)) + 1
+    stream, _ = data_lib.training_stream(dataset, batch_size=batch_size, seed=0, first_epoch=0, last_epoch=epochs)
+    pipeline = iter(stream)
+    first = next(iter(stream))
+    in_memory = iter(tf.data.Dataset.from_tensors(first).repeat())
+    _time_steps(train_function, pipeline, warmup_steps)
+    _time_steps(train_function, in_memory, warmup_steps)
+    piped, cached = [], []
+    for _ in range(repeats):  # interleaved, so that drifts in machine load hit both alike
+        piped.append(_time_steps(train_function, pipeline, steps))
+        cached.append(_time_steps(train_function, in_memory, steps))
+    t_pipe, t_mem = statistics.median(piped), statistics.median(cached)
+    alone = []  # the pipeline by itself, no training: its cost per batch
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            next(pipeline)
+        alone.append((time.perf_counter() - start) / steps)
+    t_input = statistics.median(alone)
+    result = {
+        "variant": variant,
+        "jit_compile": jit,
+        "step_ms": round(1000 * t_pipe, 2),
+        "step_ms_in_memory": round(1000 * t_mem, 2),
+        "examples_per_s": round(batch_size / t_pipe, 1),
+        "input_share": round(max(0.0, 1.0 - t_mem / t_pipe), 4),
+        "input_ms_per_batch_alone": round(1000 * t_input, 3),
+        "input_share_bound": round(t_input / t_pipe, 4),
+        "step_ms_all": [round(1000 * t, 2) for t in piped],
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+    return result
+
+
+def _load(data_dir, num_train_examples):
+    from limit_tf import data as data_lib
+
+    return data_lib.load_noisy_dataset(
+        "mnist", data_dir=data_dir, num_train_examples=num_train_examples, noise="uniform", noise_rate=0.8, seed=0
+    )
+
+
+def _in_fresh_process(**kwargs) -> dict:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(measure, **kwargs).result()
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        _fail(f"unexpected arguments {argv[1:]}; all settings are --flags.")
+    unknown = [v for v in FLAGS.variants if v not in VARIANTS]
+    if unknown:
+        _fail(f"--variants: {unknown[0]!r} is not allowed; allowed: {', '.join(VARIANTS)}.")
+    bad_jit = [j for j in FLAGS.jit if j not in ("off", "on")]
+    if bad_jit:
+        _fail(f"--jit: {bad_jit[0]!r} is not allowed; allowed: off, on.")
+    for name in ("batch_size", "num_train_examples", "steps", "repeats"):
+        if FLAGS[name].value < 1:
+            _fail(f"--{name}={FLAGS[name].value} is not allowed: it must be an integer >= 1.")
+    from limit_tf import data as data_lib
+
+    try:
+        _load(FLAGS.data_dir, FLAGS.num_train_examples)  # fails fast, before any child starts
+    except data_lib.DataNotFoundError as e:
+        _fail(f"--data_dir: {e}")
+    import tensorflow as tf
+
+    results = []
+    print(
+        f"{'variant':<10} {'jit':<4} {'step ms':>8} {'ex/s':>8} {'input %':>8} {'bound %':>8} {'peak MB':>8}",
+        flush=True,
+    )
+    for jit in FLAGS.jit:
+        for variant in FLAGS.variants:
+            r = _in_fresh_process(
+                variant=variant,
+                jit=jit == "on",
+                data_dir=FLAGS.data_dir,
+                num_train_examples=FLAGS.num_train_examples,
+                batch_size=FLAGS.batch_size,
+                warmup_steps=FLAGS.warmup_steps,
+                steps=FLAGS.steps,
+                repeats=FLAGS.repeats,
+            )
+            results.append(r)
+            print(
+                f"{variant:<10} {jit:<4} {r['step_ms']:>8.1f} {r['examples_per_s']:>8.0f} "
+                f"{100 * r['input_share']:>8.1f} {100 * r['input_share_bound']:>8.1f} {r['peak_rss_mb']:>8.0f}",
+                flush=True,
+            )
+    ratios = {}
+    for r in results:
+        ce = next((c for c in results if c["variant"] == "ce" and c["jit_compile"] == r["jit_compile"]), None)
+        if ce is not None and r["variant"] != "ce":
+            r["ratio_to_ce"] = round(r["step_ms"] / ce["step_ms"], 3)
+            ratios[f"{r['variant']}/ce jit={'on' if r['jit_compile'] else 'off'}"] = r["ratio_to_ce"]
+    for key, value in ratios.items():
+        print(f"{key}: {value:.2f}x")
+    report = {
+        "label": FLAGS.label,
+        "settings": {
+            "batch_size": FLAGS.batch_size,
+            "num_train_examples": FLAGS.num_train_examples,
+            "warmup_steps": FLAGS.warmup_steps,
+            "steps": FLAGS.steps,
+            "repeats": FLAGS.repeats,
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "cpus_usable": len(os.sched_getaffinity(0)),
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+        },
+        "results": results,
+        "ratios_to_ce": ratios,
+        "peak_rss_mb_max": max(r["peak_rss_mb"] for r in results),
+    }
+    out = Path(FLAGS.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    os.replace(tmp, out)
+    print(f"written: {out}")
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)
