@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from limit_tf import config as config_lib  # noqa: E402
 from limit_tf import report, sweep  # noqa: E402
+from limit_tf.main import fail  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ALL_CELLS = ("0.5:1000", "0.8:1000", "0.5:10000", "0.8:10000")
@@ -195,12 +195,12 @@ def write_outputs(root: Path, out: Path, settings: dict) -> dict:
 
 def main(argv) -> None:
     if len(argv) > 1:
-        _fail(f"unexpected arguments {argv[1:]}; all settings are --flags.")
+        fail(f"unexpected arguments {argv[1:]}; all settings are --flags.")
     root = Path(FLAGS.root) / f"e{FLAGS.epochs}_p{FLAGS.patience}"
     try:
         betas = [float(b) for b in FLAGS.betas]
     except ValueError:
-        _fail(f"--betas={','.join(FLAGS.betas)!r}: give numbers, e.g. 1,10,100.")
+        fail(f"--betas={','.join(FLAGS.betas)!r}: give numbers, e.g. 1,10,100.")
     try:
         cells = parse_cells(FLAGS.cells)
         configs = build_configs(
@@ -211,7 +211,7 @@ def main(argv) -> None:
 
             train.prepare(configs[0])  # fails fast when the data is missing
     except config_lib.ConfigError as e:
-        _fail(str(e))
+        fail(str(e))
     settings = {
         "epochs": FLAGS.epochs,
         "patience": FLAGS.patience,
@@ -231,15 +231,10 @@ def main(argv) -> None:
             settings["versions"] = train.library_versions()
             write_outputs(root, Path(FLAGS.out), settings)  # the table grows as runs finish
     if not report.find_runs(root):
-        _fail(f"no finished run under {root}.")
+        fail(f"no finished run under {root}.")
     summary = write_outputs(root, Path(FLAGS.out), settings)
     print(to_markdown(summary))
     print(f"written: {FLAGS.out}.json, {FLAGS.out}.md")
-
-
-def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -33,13 +33,14 @@ import os
 import platform
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+
+from limit_tf.main import fail  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = {
@@ -146,22 +147,22 @@ def _in_fresh_process(**kwargs) -> dict:
 
 def main(argv) -> None:
     if len(argv) > 1:
-        _fail(f"unexpected arguments {argv[1:]}; all settings are --flags.")
+        fail(f"unexpected arguments {argv[1:]}; all settings are --flags.")
     unknown = [v for v in FLAGS.variants if v not in VARIANTS]
     if unknown:
-        _fail(f"--variants: {unknown[0]!r} is not allowed; allowed: {', '.join(VARIANTS)}.")
+        fail(f"--variants: {unknown[0]!r} is not allowed; allowed: {', '.join(VARIANTS)}.")
     bad_jit = [j for j in FLAGS.jit if j not in ("off", "on")]
     if bad_jit:
-        _fail(f"--jit: {bad_jit[0]!r} is not allowed; allowed: off, on.")
+        fail(f"--jit: {bad_jit[0]!r} is not allowed; allowed: off, on.")
     for name in ("batch_size", "num_train_examples", "steps", "repeats"):
         if FLAGS[name].value < 1:
-            _fail(f"--{name}={FLAGS[name].value} is not allowed: it must be an integer >= 1.")
+            fail(f"--{name}={FLAGS[name].value} is not allowed: it must be an integer >= 1.")
     from limit_tf import data as data_lib
 
     try:
         _load(FLAGS.data_dir, FLAGS.num_train_examples)  # fails fast, before any child starts
     except data_lib.DataNotFoundError as e:
-        _fail(f"--data_dir: {e}")
+        fail(f"--data_dir: {e}")
     import tensorflow as tf
 
     results = []
@@ -221,11 +222,6 @@ def main(argv) -> None:
     tmp.write_text(json.dumps(report, indent=2))
     os.replace(tmp, out)
     print(f"written: {out}")
-
-
-def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 if __name__ == "__main__":
