@@ -177,13 +177,16 @@ class DistributedTrainer:
 
             @tf.function
             def test_fn(batch):
-                strategy.run(model.test_step, args=(batch,))
+                return strategy.run(model.test_step, args=(batch,))
 
             self._test_fn = test_fn
         self.model.reset_metrics()
+        reported = None
         for batch in self.distribute(dataset):
-            self._test_fn(batch)
-        return self._metrics()
+            reported = self._test_fn(batch)
+        metrics = self._metrics()
+        # Only what test_step reports (LIMIT's q metrics are training-only).
+        return {k: v for k, v in metrics.items() if reported is None or k in reported}
 
     # ------------------------------------------------------------------
     # Checkpoints.

@@ -211,6 +211,7 @@ def test_trainer_two_replicas_equal_one_device(rng, tmp_path):
     for a, b in zip(reference.get_weights(), model.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert history_one.keys() == history_two.keys()
+    assert "val_accuracy" in history_two and "val_q_loss" not in history_two  # q metrics are training-only
     for key in history_one:  # global metrics, not one replica's
         np.testing.assert_allclose(history_one[key], history_two[key], rtol=1e-5, atol=1e-6, err_msg=key)
     assert sorted(p.name for p in (tmp_path / "b").glob("*.index")) == ["epoch-2.index", "epoch-3.index"]
