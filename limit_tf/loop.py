@@ -211,6 +211,12 @@ class DistributedTrainer:
                 f"this worker ({task_name(self.strategy)}) has {sorted(available) or 'none'} in {directory}; "
                 "delete the backup directories to start over."
             )
+        if target < max(newest):
+            logging.warning(
+                "the workers' newest checkpoints are at epochs %s; all resume from epoch %d, the newest they share.",
+                newest,
+                target,
+            )
         if target:
             path = str(directory / f"epoch-{target}")
             self._checkpoint.read(path).assert_existing_objects_matched()
