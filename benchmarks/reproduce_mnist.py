@@ -222,13 +222,13 @@ def main(argv) -> None:
     if not FLAGS.report_only:
         from limit_tf import train
 
+        settings["versions"] = train.library_versions()
         start = time.time()
         for i, config in enumerate(configs, 1):
             logging.info(
                 "reproduce_mnist: run %d/%d (%.0f s so far): %s", i, len(configs), time.time() - start, config.workdir
             )
             train.run_experiment(config)
-            settings["versions"] = train.library_versions()
             write_outputs(root, Path(FLAGS.out), settings)  # the table grows as runs finish
     if not report.find_runs(root):
         fail(f"no finished run under {root}.")

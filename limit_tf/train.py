@@ -334,12 +334,8 @@ def run_experiment(config: ExperimentConfig, *, callbacks=(), dataset: data_lib.
     _write_json_atomic(workdir / CONFIG, json.loads(config.to_json()))
     _save_labels(workdir / LABELS, dataset)
 
-    keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
     strategy = distribute.get_strategy(config.strategy, config.devices)
-    with strategy.scope():
-        model = methods.build_method(_method_context(config, dataset))
+    model = _build_model(config, dataset, strategy)
     selection = BestEpochSelection(workdir, config.patience)
     state = selection.state
     start_epoch = _resume_epoch(workdir)
@@ -349,6 +345,15 @@ def run_experiment(config: ExperimentConfig, *, callbacks=(), dataset: data_lib.
             logging.info("resuming %s at epoch %d", workdir, start_epoch + 1)
         _fit(model, config, dataset, workdir, selection, start_epoch, list(callbacks))
     return _finish(model, config, dataset, workdir)
+
+
+def _build_model(config: ExperimentConfig, dataset, strategy) -> keras.Model:
+    """Seeds (and, with ``deterministic``, fixes op order), then builds the method under the strategy."""
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    with strategy.scope():
+        return methods.build_method(_method_context(config, dataset))
 
 
 def _method_context(config: ExperimentConfig, dataset: data_lib.NoisyDataset) -> methods.MethodContext:
@@ -462,11 +467,7 @@ def _run_multi_worker(config: ExperimentConfig, extra_callbacks: list, dataset) 
     chief = loop.is_chief(strategy)
     workdir = Path(config.workdir)
     dataset = dataset if dataset is not None else prepare(config)
-    keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    with strategy.scope():
-        model = methods.build_method(_method_context(config, dataset))
+    model = _build_model(config, dataset, strategy)
     trainer = loop.DistributedTrainer(model, strategy)
     done = finished_results(workdir) if chief else None
     if trainer.broadcast(int(done is not None)):
