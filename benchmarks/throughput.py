@@ -5,7 +5,7 @@ r"""Training-step throughput of CE and LIMIT on the paper's MNIST CNN.
 
 For every variant (CE; LIMIT_G and LIMIT_L, with and without sampling) and
 ``jit_compile`` off and on, it builds the model exactly as the runner does
-(``limit_tf.methods``), then times the compiled training function that
+(``limit_tf.builders``), then times the compiled training function that
 ``fit`` calls, fed by the runner's own input pipeline
 (``limit_tf.data.training_stream``): warm-up steps first (tracing,
 compilation), then ``--repeats`` timings of ``--steps`` steps each, of
@@ -22,8 +22,10 @@ which the median is reported. Also measured:
 - the peak resident memory of the process that ran the variant (each
   variant runs in a fresh process).
 
-Prints a table and writes JSON (``--out``). Timings depend on the machine
-and on what else runs on it; compare figures from one run.
+Every setting of the runner is a flag here too (``--batch_size``,
+``--num_train_examples``, ``--q_architecture``, ...). Prints a table and
+writes JSON (``--out``). Timings depend on the machine and on what else runs
+on it; compare figures from one run.
 """
 
 from __future__ import annotations
@@ -36,32 +38,25 @@ import statistics
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import app, flags  # noqa: E402
-
-from limit_tf.main import fail  # noqa: E402
+from limit_tf import cli, methods
 
 HERE = Path(__file__).resolve().parent
-VARIANTS = {
-    "ce": {"method": "ce"},
-    "limit_g": {"method": "limit", "predictor": "gaussian", "beta": 3.0},
-    "limit_g_s": {"method": "limit", "predictor": "gaussian", "beta": 3.0, "sample": True, "sigma_q": 0.1},
-    "limit_l": {"method": "limit", "predictor": "laplace", "beta": 10.0},
-    "limit_l_s": {"method": "limit", "predictor": "laplace", "beta": 10.0, "sample": True, "sigma_q": 0.1},
-}
+VARIANTS = (methods.CE, *methods.variants_of(methods.LIMIT, paper_only=True))
+DEFAULTS = {"num_train_examples": 10_000, "noise_rate": 0.8, "beta": 10.0, "sigma_q": 0.1}
+FLAGS = cli.FLAGS
 
-flags.DEFINE_string("data_dir", None, "Directory with mnist/*.gz (default: $LIMIT_DATA_DIR).")
-flags.DEFINE_list("variants", list(VARIANTS), f"Variants: {', '.join(VARIANTS)}.")
-flags.DEFINE_list("jit", ["off", "on"], "jit_compile modes to time: off, on.")
-flags.DEFINE_integer("batch_size", 256, "Batch size.")
-flags.DEFINE_integer("num_train_examples", 10_000, "Training examples in the pipeline.")
-flags.DEFINE_integer("warmup_steps", 10, "Untimed steps first (tracing, XLA compilation).")
-flags.DEFINE_integer("steps", 20, "Steps per timing.")
-flags.DEFINE_integer("repeats", 5, "Timings per measurement; the median is reported.")
-flags.DEFINE_string("out", str(HERE / "results" / "throughput.json"), "JSON output path.")
-flags.DEFINE_string("label", "", "A note stored with the results (e.g. 'before', 'after').")
-FLAGS = flags.FLAGS
+
+def define_flags() -> None:
+    from absl import flags
+
+    cli.define_config_flags(exclude=("workdir", "method", "predictor", "sample", "jit_compile"), defaults=DEFAULTS)
+    flags.DEFINE_list("variants", list(VARIANTS), "Method variants (limit_tf.methods.VARIANTS).")
+    flags.DEFINE_list("jit", ["off", "on"], "jit_compile modes to time: off, on.")
+    flags.DEFINE_integer("warmup_steps", 10, "Untimed steps first (tracing, XLA compilation).")
+    flags.DEFINE_integer("steps", 20, "Steps per timing.")
+    flags.DEFINE_integer("repeats", 5, "Timings per measurement; the median is reported.")
+    flags.DEFINE_string("out", str(HERE / "results" / "throughput.json"), "JSON output path.")
+    flags.DEFINE_string("label", "", "A note stored with the results (e.g. 'before', 'after').")
 
 
 def peak_rss_mb() -> float:
@@ -78,25 +73,26 @@ def _time_steps(train_function, iterator, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def measure(variant: str, jit: bool, data_dir, num_train_examples, *, batch_size, warmup_steps, steps, repeats) -> dict:
+def measure(variant: str, config_values: dict, *, warmup_steps: int, steps: int, repeats: int) -> dict:
     """One variant in this process (run it in a fresh one: peak memory is the process's)."""
     import keras
     import tensorflow as tf
 
+    from limit_tf import builders, train
     from limit_tf import data as data_lib
-    from limit_tf import methods
     from limit_tf.config import ExperimentConfig
 
-    dataset = _load(data_dir, num_train_examples)
-    keras.utils.set_random_seed(0)
-    config = ExperimentConfig(workdir="bench", batch_size=batch_size, jit_compile=jit, **VARIANTS[variant])
-    ctx = methods.MethodContext(config=config, num_classes=dataset.num_classes, input_shape=dataset.input_shape)
-    model = methods.build_method(ctx)
+    config = ExperimentConfig.from_dict({**config_values, **methods.variant_settings(variant)})
+    dataset = train.load_data(config)
+    keras.utils.set_random_seed(config.seed)
+    ctx = builders.MethodContext(config=config, num_classes=dataset.num_classes, input_shape=dataset.input_shape)
+    model = builders.build_method(ctx)
     model.make_train_function()
     train_function = model.train_function
+    batch_size = config.batch_size
     total = warmup_steps + 3 * steps * repeats
     epochs = -(-total * batch_size // len(dataset.train)) + 1
-    stream, _ = data_lib.training_stream(dataset, batch_size=batch_size, seed=0, first_epoch=0, last_epoch=epochs)
+    stream, _ = data_lib.training_stream(dataset, batch_size=batch_size, epochs=epochs, seed=config.seed)
     pipeline = iter(stream)
     first = next(iter(stream))
     in_memory = iter(tf.data.Dataset.from_tensors(first).repeat())
@@ -114,9 +110,9 @@ def measure(variant: str, jit: bool, data_dir, num_train_examples, *, batch_size
             next(pipeline)
         alone.append((time.perf_counter() - start) / steps)
     t_input = statistics.median(alone)
-    result = {
+    return {
         "variant": variant,
-        "jit_compile": jit,
+        "jit_compile": config.jit_compile,
         "step_ms": round(1000 * t_pipe, 2),
         "step_ms_in_memory": round(1000 * t_mem, 2),
         "examples_per_s": round(batch_size / t_pipe, 1),
@@ -126,61 +122,44 @@ def measure(variant: str, jit: bool, data_dir, num_train_examples, *, batch_size
         "step_ms_all": [round(1000 * t, 2) for t in piped],
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
-    return result
 
 
-def _load(data_dir, num_train_examples):
-    from limit_tf import data as data_lib
-
-    return data_lib.load_noisy_dataset(
-        "mnist", data_dir=data_dir, num_train_examples=num_train_examples, noise="uniform", noise_rate=0.8, seed=0
-    )
-
-
-def _in_fresh_process(**kwargs) -> dict:
+def _in_fresh_process(*args, **kwargs) -> dict:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(measure, **kwargs).result()
+        return pool.submit(measure, *args, **kwargs).result()
 
 
 def main(argv) -> None:
-    if len(argv) > 1:
-        fail(f"unexpected arguments {argv[1:]}; all settings are --flags.")
-    unknown = [v for v in FLAGS.variants if v not in VARIANTS]
+    del argv
+    from limit_tf import train, workdir
+    from limit_tf.config import ConfigError
+
+    unknown = [v for v in FLAGS.variants if v not in methods.VARIANTS]
     if unknown:
-        fail(f"--variants: {unknown[0]!r} is not allowed; allowed: {', '.join(VARIANTS)}.")
+        raise ConfigError(f"--variants: {unknown[0]!r} is not allowed; allowed: {', '.join(methods.VARIANTS)}.")
     bad_jit = [j for j in FLAGS.jit if j not in ("off", "on")]
     if bad_jit:
-        fail(f"--jit: {bad_jit[0]!r} is not allowed; allowed: off, on.")
-    for name in ("batch_size", "num_train_examples", "steps", "repeats"):
+        raise ConfigError(f"--jit: {bad_jit[0]!r} is not allowed; allowed: off, on.")
+    for name in ("steps", "repeats"):
         if FLAGS[name].value < 1:
-            fail(f"--{name}={FLAGS[name].value} is not allowed: it must be an integer >= 1.")
-    from limit_tf import data as data_lib
-
-    try:
-        _load(FLAGS.data_dir, FLAGS.num_train_examples)  # fails fast, before any child starts
-    except data_lib.DataNotFoundError as e:
-        fail(f"--data_dir: {e}")
-    import tensorflow as tf
-
-    results = []
+            raise ConfigError(f"--{name}={FLAGS[name].value} is not allowed: it must be an integer >= 1.")
+    base = cli.config_from_flags(workdir=str(HERE / "runs" / "throughput"))
+    for variant in FLAGS.variants:
+        base.replace(**methods.variant_settings(variant)).validate()
+    train.prepare(base)  # fails fast on missing data, before any child starts
     print(
         f"{'variant':<10} {'jit':<4} {'step ms':>8} {'ex/s':>8} {'input %':>8} {'bound %':>8} {'peak MB':>8}",
         flush=True,
     )
+    results = []
     for jit in FLAGS.jit:
         for variant in FLAGS.variants:
+            values = base.replace(jit_compile=jit == "on").to_dict()
             r = _in_fresh_process(
-                variant=variant,
-                jit=jit == "on",
-                data_dir=FLAGS.data_dir,
-                num_train_examples=FLAGS.num_train_examples,
-                batch_size=FLAGS.batch_size,
-                warmup_steps=FLAGS.warmup_steps,
-                steps=FLAGS.steps,
-                repeats=FLAGS.repeats,
+                variant, values, warmup_steps=FLAGS.warmup_steps, steps=FLAGS.steps, repeats=FLAGS.repeats
             )
             results.append(r)
             print(
@@ -190,8 +169,8 @@ def main(argv) -> None:
             )
     ratios = {}
     for r in results:
-        ce = next((c for c in results if c["variant"] == "ce" and c["jit_compile"] == r["jit_compile"]), None)
-        if ce is not None and r["variant"] != "ce":
+        ce = next((c for c in results if c["variant"] == methods.CE and c["jit_compile"] == r["jit_compile"]), None)
+        if ce is not None and r["variant"] != methods.CE:
             r["ratio_to_ce"] = round(r["step_ms"] / ce["step_ms"], 3)
             ratios[f"{r['variant']}/ce jit={'on' if r['jit_compile'] else 'off'}"] = r["ratio_to_ce"]
     for key, value in ratios.items():
@@ -199,8 +178,7 @@ def main(argv) -> None:
     report = {
         "label": FLAGS.label,
         "settings": {
-            "batch_size": FLAGS.batch_size,
-            "num_train_examples": FLAGS.num_train_examples,
+            "config": base.to_dict(),
             "warmup_steps": FLAGS.warmup_steps,
             "steps": FLAGS.steps,
             "repeats": FLAGS.repeats,
@@ -209,8 +187,7 @@ def main(argv) -> None:
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
             "cpus_usable": len(os.sched_getaffinity(0)),
-            "python": platform.python_version(),
-            "tensorflow": tf.__version__,
+            **workdir.library_versions(),
         },
         "results": results,
         "ratios_to_ce": ratios,
@@ -218,11 +195,9 @@ def main(argv) -> None:
     }
     out = Path(FLAGS.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, out)
+    workdir.write_text(out, json.dumps(report, indent=2) + "\n")
     print(f"written: {out}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, define_flags)

@@ -127,17 +127,18 @@ def gradient_information_bound(d: int, L: float, sigma: float, unit: str = "nats
     return d / 2.0 * math.log1p(L**2 / (d * sigma**2)) / math.log(UNITS[unit])
 
 
-def plot_figure2(
-    path, *, num_classes: int = 10, noise_rates=(0.2, 0.4, 0.6, 0.8), max_info: float = 3.0, unit: str = "bits"
-):
-    """The paper's Figure 2: ``r0`` against ``I(w; y | x)`` per example for several ``p``."""
-    import matplotlib
+def figure2(*, num_classes: int = 10, noise_rates=(0.2, 0.4, 0.6, 0.8), max_info: float = 3.0, unit: str = "bits"):
+    """The paper's Figure 2: ``r0`` against ``I(w; y | x)`` per example for several ``p``.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Returns:
+      A ``matplotlib.figure.Figure`` (one line per noise rate, labelled
+      ``p = ...``); the pyplot backend is left alone.
+    """
+    from matplotlib.figure import Figure
 
     info = np.linspace(0.0, max_info, 301)
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig = Figure(figsize=(5.5, 4))
+    ax = fig.subplots()
     for p in noise_rates:
         ax.plot(
             info,
@@ -153,6 +154,10 @@ def plot_figure2(
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
+
+
+def plot_figure2(path, **kwargs):
+    """Writes :func:`figure2` to ``path`` (PNG); returns the path."""
+    figure2(**kwargs).savefig(path, dpi=120)
     return path

@@ -2,7 +2,10 @@
 
 Entry points read their flags once into an :class:`ExperimentConfig`; the
 library takes the config and never reads flags. Field names are the flag
-names, so every validation error names the flag a user typed.
+names (:mod:`limit_tf.cli` defines one flag per field, with the help text
+below), so every validation error names the flag a user typed. Method
+hyperparameters are validated from the method table
+(:mod:`limit_tf.methods`). Importing this module does not import TensorFlow.
 """
 
 from __future__ import annotations
@@ -14,82 +17,119 @@ import os
 from pathlib import Path
 from typing import Any
 
-# Kept here (not imported from the modules that implement them) so that
-# validating a config is cheap and does not import TensorFlow.
-DATASET_NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100")
+from limit_tf import methods, workdir
+from limit_tf.data import registry
+
 NOISE_NAMES = ("none", "uniform", "symmetric", "pair", "asymmetric", "next_class")
-METHOD_NAMES = ("ce", "mae", "mse", "gce", "fw", "dmi", "ce_gn", "ce_ln", "soft_reg", "limit")
-PREDICTOR_NAMES = ("gaussian", "laplace", "ce")
-ARCHITECTURE_NAMES = ("mnist_cnn", "mlp", "resnet34", "resnet50")
+ARCHITECTURE_NAMES = methods.ARCHITECTURES
 STRATEGY_NAMES = ("default", "mirrored", "multi_worker")
 SOURCE_NAMES = ("auto", "local", "tfds")
-DEFAULT_ARCHITECTURE = {
-    "mnist": "mnist_cnn",
-    "fashion_mnist": "mnist_cnn",
-    "cifar10": "resnet34",
-    "cifar100": "resnet34",
-}
-# Methods that start from a trained cross-entropy model (paper, Sec. 4).
-NEEDS_INIT = ("fw", "dmi")
+
+# Settings that say where and how a run executes, not what it computes: a
+# rerun that differs only in these continues the same experiment.
+EXECUTION_FIELDS = frozenset(
+    {
+        "workdir",
+        "data_dir",
+        "data_source",
+        "allow_download",
+        "verify_data",
+        "track_test_accuracy",
+        "jit_compile",
+        "deterministic",
+        "strategy",
+        "devices",
+    }
+)
 
 
 class ConfigError(ValueError):
     """An invalid setting; the message names the flag, the value and what is allowed."""
 
 
+def _field(default, help_text: str, **kwargs):
+    return dataclasses.field(default=default, metadata={"help": help_text}, **kwargs)
+
+
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """Everything that defines one run. Defaults follow the paper's MNIST protocol."""
 
-    workdir: str = ""
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    data_source: str = "auto"
-    allow_download: bool = False
-    noise: str = "uniform"
-    noise_rate: float = 0.0
-    num_train_examples: int | None = None
-    clean_validation: bool = False
-    method: str = "ce"
-    beta: float = 0.0
-    sigma_q: float = 0.0
-    predictor: str = "gaussian"
-    sample: bool = False
-    warmup_epochs: int = 0
-    init_from: str | None = None
-    gce_q: float = 0.7
-    noise_std: float = 0.0
-    soft_lambda: float = 0.01
-    architecture: str | None = None
-    epochs: int = 400
-    patience: int = 100
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    seed: int = 0
-    noise_seed: int = 0
-    track_test_accuracy: bool = False
-    jit_compile: bool = False
-    deterministic: bool = False
-    strategy: str = "default"
-    devices: tuple[str, ...] = ()
+    workdir: str = _field("", "Directory for this run's outputs (required).")
+    dataset: str = _field("mnist", f"Dataset: {', '.join(registry.DATASETS)}.")
+    data_dir: str | None = _field(None, "Directory with the original data files (default: $LIMIT_DATA_DIR).")
+    data_source: str = _field("auto", "auto (local files, then prepared tfds), local or tfds.")
+    allow_download: bool = _field(False, "Let tensorflow-datasets download missing data.")
+    verify_data: bool = _field(True, "Check the original data files against their published checksums.")
+    noise: str = _field("uniform", f"Label-noise model: {', '.join(NOISE_NAMES)}.")
+    noise_rate: float = _field(0.0, "Noise rate in [0, 1).")
+    num_train_examples: int | None = _field(None, "Training subset size n (default: the whole training part).")
+    clean_validation: bool = _field(False, "Keep validation labels clean (the paper corrupts them).")
+    method: str = _field(methods.CE, f"Method: {', '.join(methods.METHODS)}.")
+    predictor: str = _field("gaussian", "LIMIT's q distribution: gaussian (LIMIT_G), laplace (LIMIT_L) or ce.")
+    sample: bool = _field(False, "LIMIT '+S': the classifier gets a sample around the predicted gradient.")
+    beta: float = _field(0.0, "LIMIT's norm penalty beta (soft_reg: its beta).")
+    sigma_q: float = _field(0.0, "Std of LIMIT's sampled gradient (with --sample).")
+    warmup_epochs: int = _field(0, "LIMIT: epochs at the start during which only q trains.")
+    init_from: str | None = _field(None, "Work dir of a finished CE run: FW and DMI start from it, LIMIT '+init' too.")
+    gce_q: float = _field(0.7, "GCE's q in (0, 1].")
+    noise_std: float = _field(0.1, "CE+GN / CE+LN: per-example std of the noise added to the logit gradient.")
+    soft_lambda: float = _field(0.01, "Soft regularization (eq. 11): lambda.")
+    architecture: str | None = _field(
+        None, f"Network: {', '.join(ARCHITECTURE_NAMES)} (default: the dataset's paper network)."
+    )
+    q_architecture: str = _field(
+        "reference",
+        "LIMIT / soft_reg q-network: reference (the authors' q for the classifier's architecture; MNIST CNN: a "
+        f"batch norm after the 128-unit layer), same (a copy of the classifier's), or one of {', '.join(ARCHITECTURE_NAMES)}.",
+    )
+    epochs: int = _field(400, "Maximum number of epochs.")
+    patience: int = _field(100, "Stop after this many epochs without a better validation accuracy.")
+    batch_size: int = _field(256, "Global batch size.")
+    learning_rate: float = _field(1e-3, "Adam's learning rate.")
+    seed: int = _field(0, "Seed of the weights, the batch order and sampling.")
+    noise_seed: int = _field(0, "Seed of the split, the subset and the label noise.")
+    track_test_accuracy: bool = _field(
+        False, "Also log clean test accuracy per epoch (for plots; never for selection)."
+    )
+    jit_compile: bool = _field(False, "Compile the training step with XLA (slower on CPU; for GPUs).")
+    deterministic: bool = _field(False, "Enable TensorFlow op determinism (bit-identical reruns on GPUs too).")
+    strategy: str = _field(
+        "default",
+        "Distribution: default (one device), mirrored (all local GPUs) or multi_worker (the cluster in "
+        "$TF_CONFIG; run the same command on every worker). See docs/distributed.md.",
+    )
+    devices: tuple[str, ...] = _field((), "Devices for --strategy=mirrored (default: all local GPUs).")
 
     @property
     def resolved_architecture(self) -> str:
-        return self.architecture or DEFAULT_ARCHITECTURE[self.dataset]
+        return self.architecture or registry.get_spec(self.dataset).architecture
 
-    def validate(self) -> ExperimentConfig:
-        """Checks every field; raises :class:`ConfigError` on the first bad one."""
-        _choice("dataset", self.dataset, DATASET_NAMES)
+    @property
+    def spec(self) -> methods.MethodSpec:
+        return methods.get(self.method)
+
+    def validate(self, *, check_init_from: bool = True) -> ExperimentConfig:
+        """Checks every field; raises :class:`ConfigError` on the first bad one.
+
+        Args:
+          check_init_from: also check that ``init_from`` is a finished CE run
+            of the same data and architecture (a sweep validates its runs
+            before their CE runs exist, so it skips this).
+        """
+        _choice("dataset", self.dataset, tuple(registry.DATASETS))
         _choice("data_source", self.data_source, SOURCE_NAMES)
         _choice("noise", self.noise, NOISE_NAMES)
-        _choice("method", self.method, METHOD_NAMES)
-        _choice("predictor", self.predictor, PREDICTOR_NAMES)
+        _choice("method", self.method, tuple(methods.METHODS))
         _choice("strategy", self.strategy, STRATEGY_NAMES)
         if self.architecture is not None:
             _choice("architecture", self.architecture, ARCHITECTURE_NAMES)
         if not self.workdir:
             raise ConfigError("--workdir is required: a directory for this run's outputs.")
-        if not (0.0 <= self.noise_rate < 1.0) or math.isnan(self.noise_rate):
+        problem = workdir.unusable_dir_problem(self.workdir)
+        if problem:
+            raise ConfigError(f"--workdir={self.workdir!r} {problem}.")
+        if math.isnan(self.noise_rate) or not 0.0 <= self.noise_rate < 1.0:
             raise ConfigError(f"--noise_rate={self.noise_rate!r} is not allowed: it must be in [0, 1).")
         if self.noise == "none" and self.noise_rate != 0:
             raise ConfigError(f"--noise_rate={self.noise_rate!r} is not allowed with --noise=none: use 0.")
@@ -97,38 +137,21 @@ class ExperimentConfig:
             raise ConfigError(
                 f"--noise=pair is defined for cifar10 only, not --dataset={self.dataset}; use next_class."
             )
-        if self.noise == "asymmetric" and self.dataset == "cifar100":
-            raise ConfigError("--noise=asymmetric has no class map for --dataset=cifar100; use next_class.")
-        _non_negative("beta", self.beta)
-        _non_negative("sigma_q", self.sigma_q)
-        _non_negative("noise_std", self.noise_std)
-        _non_negative("soft_lambda", self.soft_lambda)
-        if self.sample and self.sigma_q <= 0:
-            raise ConfigError(f"--sigma_q={self.sigma_q!r} is not allowed with --sample: it must be > 0.")
-        if self.method in ("ce_gn", "ce_ln") and self.noise_std <= 0:
-            raise ConfigError(
-                f"--noise_std={self.noise_std!r} is not allowed with --method={self.method}: it must be > 0."
-            )
-        if not 0.0 < self.gce_q <= 1.0:
-            raise ConfigError(f"--gce_q={self.gce_q!r} is not allowed: it must be in (0, 1].")
-        _positive_int("epochs", self.epochs)
-        _positive_int("patience", self.patience)
-        _positive_int("batch_size", self.batch_size)
-        _non_negative_int("warmup_epochs", self.warmup_epochs)
-        _non_negative_int("seed", self.seed)
-        _non_negative_int("noise_seed", self.noise_seed)
+        if self.noise == "asymmetric" and self.dataset not in ("mnist", "cifar10"):
+            raise ConfigError(f"--noise=asymmetric has no class map for --dataset={self.dataset}; use next_class.")
+        self._validate_hyperparameters()
+        for flag in ("epochs", "patience", "batch_size"):
+            _integer(flag, getattr(self, flag), minimum=1)
+        for flag in ("seed", "noise_seed"):
+            _integer(flag, getattr(self, flag), minimum=0)
         if self.num_train_examples is not None:
-            _positive_int("num_train_examples", self.num_train_examples)
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ConfigError(f"--learning_rate={self.learning_rate!r} is not allowed: it must be a finite number > 0.")
+            _integer("num_train_examples", self.num_train_examples, minimum=1)
         if self.warmup_epochs >= self.epochs:
             raise ConfigError(
                 f"--warmup_epochs={self.warmup_epochs} is not allowed: it must be < --epochs={self.epochs}."
             )
-        if self.init_from is not None:
-            _check_init_dir(self.init_from)
-        elif self.method in NEEDS_INIT:
-            raise ConfigError(f"--init_from is required with --method={self.method}: the work dir of a trained CE run.")
+        if check_init_from:
+            self._validate_init_from()
         if self.devices and self.strategy != "mirrored":
             raise ConfigError(
                 f"--devices={','.join(self.devices)} is not allowed with --strategy={self.strategy}: "
@@ -142,8 +165,96 @@ class ExperimentConfig:
             )
         return self
 
+    def _validate_hyperparameters(self) -> None:
+        """Checks the method's hyperparameters against the ranges of the method table,
+        and the ones it does not read against their ranges with 0 allowed."""
+        spec = self.spec
+        settings = dataclasses.asdict(self)
+        checked = set()
+        for h in spec.active_hyperparameters(settings):
+            problem = h.problem(getattr(self, h.name))
+            if problem:
+                context = " and ".join(f"--{k}" if v is True else f"--{k}={v}" for k, v in h.when)
+                raise ConfigError(
+                    f"--{h.name}={getattr(self, h.name)!r} is not allowed with {context or f'--method={self.method}'}: "
+                    f"{problem}."
+                )
+            checked.add(h.name)
+        for other in methods.METHODS.values():
+            for h in other.hyperparameters:
+                if h.name in checked:
+                    continue
+                # Unused settings keep their range, but 0 is fine where the method needs > 0.
+                problem = dataclasses.replace(h, exclusive_minimum=False).problem(getattr(self, h.name))
+                if problem:
+                    raise ConfigError(f"--{h.name}={getattr(self, h.name)!r} is not allowed: {problem}.")
+
+    def _validate_init_from(self) -> None:
+        needs = self.spec.starts_from_ce
+        if self.init_from is None:
+            if needs == "required":
+                raise ConfigError(
+                    f"--init_from is required with --method={self.method}: the work dir of a finished CE run."
+                )
+            return
+        if needs == "no":
+            raise ConfigError(
+                f"--init_from is not allowed with --method={self.method}: only FW, DMI and LIMIT ('+init') use it."
+            )
+        problem = workdir.init_source_problem(self.init_from)
+        if problem:
+            raise ConfigError(f"--init_from={self.init_from!r} {problem}")
+        source = workdir.RunDir(self.init_from).config() or {}
+        their_dataset = source.get("dataset", self.dataset)
+        their_architecture = source.get("architecture") or (
+            registry.DATASETS[their_dataset].architecture if their_dataset in registry.DATASETS else None
+        )
+        for what, mine, other in (
+            ("dataset", self.dataset, their_dataset),
+            ("architecture", self.resolved_architecture, their_architecture or self.resolved_architecture),
+        ):
+            if mine != other:
+                raise ConfigError(
+                    f"--init_from={self.init_from!r} is a run with {what} {other!r}; this run's {what} is {mine!r}: "
+                    "start from a CE run of the same dataset and architecture."
+                )
+
+    # ------------------------------------------------------------------
+    # Identity: which settings change a run's results.
+
+    def experiment(self) -> dict[str, Any]:
+        """The settings that change this run's results (the identity of the experiment).
+
+        Leaves out the execution settings (:data:`EXECUTION_FIELDS`) and the
+        hyperparameters the method does not read; resolves the architecture
+        and ``init_from``'s path, so that ``runs/k/`` and ``./runs/k`` agree.
+        """
+        values = dataclasses.asdict(self)
+        spec = self.spec
+        used = {h.name for h in spec.active_hyperparameters(values)}
+        method_fields = {h.name for s in methods.METHODS.values() for h in s.hyperparameters}
+        out = {}
+        for name, value in values.items():
+            if name in EXECUTION_FIELDS or (name in method_fields and name not in used):
+                continue
+            out[name] = value
+        out["architecture"] = self.resolved_architecture
+        out["init_from"] = str(Path(self.init_from).resolve()) if self.init_from else None
+        return out
+
+    def differences(self, other: ExperimentConfig) -> list[str]:
+        """The fields whose values make ``other`` a different experiment."""
+        mine, theirs = self.experiment(), other.experiment()
+        return sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+
+    # ------------------------------------------------------------------
+    # Serialization.
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.to_json())
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
@@ -153,12 +264,19 @@ class ExperimentConfig:
             raise ConfigError(f"unknown setting {unknown[0]!r}; allowed: {', '.join(sorted(known))}.")
         values = dict(values)
         if "devices" in values:
-            values["devices"] = tuple(values["devices"])
+            values["devices"] = tuple(values["devices"] or ())
         return cls(**values)
 
     def replace(self, **changes) -> ExperimentConfig:
         return dataclasses.replace(self, **changes)
 
+
+def field_help(name: str) -> str:
+    """The help text of a config field (used for its flag)."""
+    return next(f.metadata.get("help", "") for f in dataclasses.fields(ExperimentConfig) if f.name == name)
+
+
+DEFAULTS = dataclasses.asdict(ExperimentConfig())
 
 TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
 
@@ -195,43 +313,11 @@ def check_tf_config(environ=None) -> dict:
     return value
 
 
-# Files a finished run leaves in its work dir (the ones --init_from reads).
-BEST_WEIGHTS = "best.weights.h5"
-RESULTS = "results.json"
-CONFIG = "config.json"
-
-
-def _check_init_dir(path: str) -> None:
-    p = Path(path)
-    if not p.is_dir():
-        raise ConfigError(f"--init_from={path!r} is not a directory: give the work dir of a finished CE run.")
-    if not (p / BEST_WEIGHTS).is_file():
-        raise ConfigError(
-            f"--init_from={path!r} holds no trained model ({BEST_WEIGHTS} is missing): finish that run first."
-        )
-    if (p / CONFIG).is_file():
-        method = json.loads((p / CONFIG).read_text()).get("method")
-        if method != "ce":
-            raise ConfigError(
-                f"--init_from={path!r} is a {method!r} run: FW, DMI and LIMIT '+init' start from a CE run."
-            )
-
-
 def _choice(flag: str, value, allowed) -> None:
     if value not in allowed:
         raise ConfigError(f"--{flag}={value!r} is not allowed; allowed: {', '.join(allowed)}.")
 
 
-def _non_negative(flag: str, value: float) -> None:
-    if not (math.isfinite(value) and value >= 0):
-        raise ConfigError(f"--{flag}={value!r} is not allowed: it must be a finite number >= 0.")
-
-
-def _positive_int(flag: str, value) -> None:
-    if int(value) != value or value < 1:
-        raise ConfigError(f"--{flag}={value!r} is not allowed: it must be an integer >= 1.")
-
-
-def _non_negative_int(flag: str, value) -> None:
-    if int(value) != value or value < 0:
-        raise ConfigError(f"--{flag}={value!r} is not allowed: it must be an integer >= 0.")
+def _integer(flag: str, value, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"--{flag}={value!r} is not allowed: it must be an integer >= {minimum}.")

@@ -11,15 +11,18 @@ A score per example, higher = the observed label is more likely wrong:
 
 :func:`rank` turns scores into ranked indices and a flag mask (threshold or
 budget); :func:`evaluate` measures them against a known corruption mask with
-scikit-learn's metrics; :func:`save` writes JSON / CSV and the figures.
+scikit-learn's metrics; :func:`save` writes JSON / CSV and the figures
+(drawn on ``matplotlib.figure.Figure`` objects; the pyplot backend is left
+alone). :func:`detect_in_run` does all of it for a run's work dir, and
+``python -m limit_tf.detection --workdir=RUN`` from the command line.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -73,17 +76,19 @@ SCORES: Mapping[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 
 
 def model_probabilities(model, inputs) -> dict[str, np.ndarray]:
-    """Softmax outputs of the classifier (``"classifier"``) and, for LIMIT, of q (``"predictor"``).
+    """Softmax outputs of the classifier (``"classifier"``) and, for models with a q-network, of q (``"predictor"``).
 
     Args:
-      model: a trained Keras model returning logits, or a ``LimitModel``.
+      model: a trained Keras model returning logits, or a model of the
+        method table (``LimitModel``, ...).
       inputs: a ``tf.data`` dataset of input batches (or an array).
     """
     import tensorflow as tf
 
-    classifier = getattr(model, "classifier", model)
-    out = {"classifier": tf.nn.softmax(classifier.predict(inputs, verbose=0)).numpy()}
-    predictor = getattr(model, "predictor_network", None)
+    from limit_tf import builders
+
+    out = {"classifier": tf.nn.softmax(builders.classifier_of(model).predict(inputs, verbose=0)).numpy()}
+    predictor = builders.predictor_of(model)
     if predictor is not None:
         out["predictor"] = tf.nn.softmax(predictor.predict(inputs, verbose=0)).numpy()
     return out
@@ -97,7 +102,8 @@ def score_examples(model, inputs, labels, score: str = "limit") -> np.ndarray:
     if score == "limit":
         if "predictor" not in probs:
             raise ValueError(
-                "score 'limit' needs a LimitModel (its q-network); use cross_entropy, self_confidence or normalized_margin."
+                "score 'limit' needs a model with a q-network (LIMIT); "
+                "use cross_entropy, self_confidence or normalized_margin."
             )
         return limit_score(probs["predictor"], labels)
     return SCORES[score](probs["classifier"], labels)
@@ -134,6 +140,8 @@ def rank(scores, *, threshold: float | None = None, budget: int | float | None =
         raise ValueError("scores must be a 1-D array of finite numbers.")
     if (threshold is None) == (budget is None):
         raise ValueError("give exactly one of threshold= and budget=.")
+    if threshold is not None and not np.isfinite(threshold):
+        raise ValueError(f"threshold={threshold!r} is not allowed: it must be a finite number.")
     ranked = np.argsort(-s, kind="stable")
     if budget is not None:
         count = int(round(budget * len(s))) if isinstance(budget, float) else int(budget)
@@ -186,101 +194,144 @@ def save(
     report: dict | None = None,
     images=None,
     score_name: str = "score",
+    class_names=None,
 ) -> list[Path]:
     """Writes ``detection.json``, ``detection.csv`` and the PNG figures.
 
     The CSV has one row per example, most suspicious first: index, observed
     label, clean label (if known), score, rank, flagged.
     """
+    from limit_tf import workdir
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     observed = np.asarray(observed_labels)
     rank_of = np.empty(len(detection.ranked), np.int64)
     rank_of[detection.ranked] = np.arange(len(detection.ranked))
-    with open(out / "detection.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["index", "observed_label", "clean_label", "score", "rank", "flagged"])
-        for i in detection.ranked:
-            clean = "" if clean_labels is None else int(clean_labels[i])
-            writer.writerow(
-                [
-                    int(i),
-                    int(observed[i]),
-                    clean,
-                    f"{detection.scores[i]:.6g}",
-                    int(rank_of[i]) + 1,
-                    int(detection.flagged[i]),
-                ]
-            )
-    (out / "detection.json").write_text(
-        json.dumps({"score": score_name, **(report or {}), "threshold": detection.threshold}, indent=2)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["index", "observed_label", "clean_label", "score", "rank", "flagged"])
+    for i in detection.ranked:
+        clean = "" if clean_labels is None else int(clean_labels[i])
+        writer.writerow(
+            [
+                int(i),
+                int(observed[i]),
+                clean,
+                f"{detection.scores[i]:.6g}",
+                int(rank_of[i]) + 1,
+                int(detection.flagged[i]),
+            ]
+        )
+    workdir.write_text(out / "detection.csv", buffer.getvalue())
+    workdir.write_json(
+        out / "detection.json", {"score": score_name, **(report or {}), "threshold": detection.threshold}
     )
     written = [out / "detection.csv", out / "detection.json"]
-    written += _figures(out, detection, observed, clean_labels, images, score_name)
+    names = list(class_names) if class_names is not None else [str(k) for k in range(int(observed.max()) + 1)]
+    if clean_labels is not None:
+        written.append(
+            score_histogram(out / "score_histogram.png", detection, observed != np.asarray(clean_labels), score_name)
+        )
+    if images is not None:
+        written.append(suspects_grid(out / "suspects_grid.png", detection, observed, images, names, clean_labels))
     return written
 
 
-def _figures(out: Path, detection: Detection, observed, clean_labels, images, score_name: str) -> list[Path]:
-    import matplotlib
+def score_histogram(path: Path, detection: Detection, corrupted: np.ndarray, score_name: str) -> Path:
+    """Figures A1/A2: the scores of correct vs corrupted examples."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    bins = np.linspace(detection.scores.min(), detection.scores.max(), 60)
+    for mask, what in ((~corrupted, "correct labels"), (corrupted, "corrupted labels")):
+        ax.hist(detection.scores[mask], bins=bins, alpha=0.6, label=f"{what} ({mask.sum()})", density=True)
+    ax.set(xlabel=score_name, ylabel="density", title="score of correct vs corrupted examples")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
 
-    written = []
-    if clean_labels is not None:  # Figures A1/A2: scores of correct vs corrupted examples
-        corrupted = observed != np.asarray(clean_labels)
-        fig, ax = plt.subplots(figsize=(6, 4))
-        bins = np.linspace(detection.scores.min(), detection.scores.max(), 60)
-        ax.hist(
-            detection.scores[~corrupted],
-            bins=bins,
-            alpha=0.6,
-            label=f"correct labels ({(~corrupted).sum()})",
-            density=True,
-        )
-        ax.hist(
-            detection.scores[corrupted],
-            bins=bins,
-            alpha=0.6,
-            label=f"corrupted labels ({corrupted.sum()})",
-            density=True,
-        )
-        ax.set(xlabel=score_name, ylabel="density", title="score of correct vs corrupted examples")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "score_histogram.png", dpi=110)
-        plt.close(fig)
-        written.append(out / "score_histogram.png")
-    if images is not None:  # Figures 4/A3: the most suspicious examples of each class
-        classes = np.unique(observed)
-        per_class = 8
-        fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 1.1, len(classes) * 1.2), squeeze=False)
-        for row, c in enumerate(classes):
-            suspects = [i for i in detection.ranked if observed[i] == c][:per_class]
-            for col in range(per_class):
-                ax = axes[row, col]
-                ax.axis("off")
-                if col < len(suspects):
-                    image = np.asarray(images[suspects[col]])
-                    ax.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
-                    true = "" if clean_labels is None else f" (true {int(clean_labels[suspects[col]])})"
-                    ax.set_title(f"label {int(c)}{true}", fontsize=6)
-        fig.suptitle("most suspicious examples per observed label", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(out / "suspects_grid.png", dpi=110)
-        plt.close(fig)
-        written.append(out / "suspects_grid.png")
-    return written
+
+def suspects_grid(path: Path, detection: Detection, observed, images, class_names, clean_labels=None, per_class=8):
+    """Figures 4/A3: the most suspicious examples of each observed class, titled with class names."""
+    from matplotlib.figure import Figure
+
+    classes = np.unique(observed)
+    fig = Figure(figsize=(per_class * 1.2, len(classes) * 1.3))
+    axes = fig.subplots(len(classes), per_class, squeeze=False)
+    for row, c in enumerate(classes):
+        suspects = [i for i in detection.ranked if observed[i] == c][:per_class]
+        for col in range(per_class):
+            ax = axes[row, col]
+            ax.axis("off")
+            if col < len(suspects):
+                image = np.asarray(images[suspects[col]])
+                ax.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
+                true = "" if clean_labels is None else f"\n(true: {class_names[int(clean_labels[suspects[col]])]})"
+                ax.set_title(f"{class_names[int(c)]}{true}", fontsize=6)
+    fig.suptitle("most suspicious examples per observed label", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def load_trained_model(workdir_path):
+    """The trained model of a run: its best epoch; for an unfinished run, the best so far (with a warning).
+
+    Returns:
+      ``(model, config, dataset)``.
+
+    Raises:
+      FileNotFoundError: the directory holds no run, or no trained model yet.
+    """
+    import keras
+    from absl import logging
+
+    from limit_tf import train, workdir
+    from limit_tf.checkpoint import TrainingCheckpoint
+    from limit_tf.config import ExperimentConfig
+
+    run = workdir.RunDir(workdir_path)
+    stored = run.config()
+    if stored is None:
+        raise FileNotFoundError(f"{run.path} is not a run's work dir ({workdir.CONFIG} is missing).")
+    config = ExperimentConfig.from_dict(stored)
+    dataset = train.load_data(config)
+    if run.finished and run.file(workdir.BEST_MODEL).is_file():
+        return keras.models.load_model(run.file(workdir.BEST_MODEL)), config, dataset
+    import tensorflow as tf
+
+    model = train.build_model(config, dataset, tf.distribute.get_strategy())
+    if run.finished and run.file(workdir.BEST_WEIGHTS).is_file():
+        model.load_weights(run.file(workdir.BEST_WEIGHTS))
+        return model, config, dataset
+    checkpoint = TrainingCheckpoint(model, run.checkpoint_dir)
+    epoch, state = checkpoint.restore_newest()
+    if state is None:
+        raise FileNotFoundError(f"{run.path} holds no trained model yet (no finished epoch); run the experiment first.")
+    checkpoint.load_best()
+    best = state["selection"]["best_epoch"] + 1
+    logging.warning(
+        "%s is unfinished (%d of at most %d epochs): detecting with its best epoch so far (%d).",
+        run.path,
+        epoch,
+        config.epochs,
+        best,
+    )
+    return model, config, dataset
 
 
 def detect_in_run(
-    workdir: str | os.PathLike, *, score: str = "limit", threshold: float | None = None, budget=None, out_dir=None
+    workdir_path, *, score: str = "limit", threshold: float | None = None, budget=None, out_dir=None
 ) -> dict:
-    """Scores the training set of a finished run and writes ``<workdir>/detection_<score>/``.
+    """Scores the training set of a run and writes ``<workdir>/detection_<score>/``.
 
     Args:
-      workdir: a finished run's work dir (``limit_tf.main``).
-      score: one of :data:`SCORES` (``limit`` needs a LIMIT run).
+      workdir_path: a run's work dir (``limit_tf.main``); an unfinished run
+        is scored with its best epoch so far, with a warning.
+      score: one of :data:`SCORES` (``limit`` needs a model with a q-network).
       threshold, budget: see :func:`rank` (default: budget = the run's realized noise rate).
       out_dir: where to write (default ``<workdir>/detection_<score>``).
 
@@ -289,62 +340,68 @@ def detect_in_run(
       whose noise we injected).
     """
     from limit_tf import data as data_lib
-    from limit_tf import methods, train
-    from limit_tf.config import BEST_WEIGHTS, CONFIG, ExperimentConfig
 
-    workdir = Path(workdir)
-    if not (workdir / BEST_WEIGHTS).is_file():
-        raise FileNotFoundError(f"{workdir} holds no trained model ({BEST_WEIGHTS}); run the experiment first.")
-    config = ExperimentConfig.from_dict(json.loads((workdir / CONFIG).read_text()))
-    dataset = train.load_data(config)
-    ctx = methods.MethodContext(config.replace(init_from=None), dataset.num_classes, dataset.input_shape)
-    model = methods.METHODS[config.method](ctx) if config.method not in ("fw", "dmi") else ctx.network("classifier")
-    model.load_weights(workdir / BEST_WEIGHTS)
-    inputs = data_lib.to_tf_dataset(dataset, "train", batch_size=1024).map(lambda x, y: x)
+    if score not in SCORES:
+        raise ValueError(f"unknown score {score!r}; allowed: {', '.join(SCORES)}.")
+    model, config, dataset = load_trained_model(workdir_path)
+    inputs = data_lib.to_tf_dataset(dataset, "train", batch_size=1024, inputs_only=True)
     scores = score_examples(model, inputs, dataset.train.labels, score)
     if threshold is None and budget is None:
         budget = max(1, int(round(dataset.realized_noise_rate * len(dataset.train))))
     detection = rank(scores, threshold=threshold, budget=budget)
     report = evaluate(detection, dataset.train.noise_mask)
     save(
-        out_dir or workdir / f"detection_{score}",
+        out_dir or Path(workdir_path) / f"detection_{score}",
         detection,
         dataset.train.labels,
         clean_labels=dataset.train.clean_labels,
         report=report,
         images=dataset.train.x,
         score_name=score,
+        class_names=dataset.class_names,
     )
     return report
 
 
+def parse_budget(text: str | None):
+    """``--budget``: an integer count or a fraction in (0, 1]."""
+    if text is None:
+        return None
+    try:
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        raise ValueError(
+            f"--budget={text!r} is not allowed: give a count (e.g. 500) or a fraction (e.g. 0.2)."
+        ) from None
+
+
 def main(argv) -> None:
     """``python -m limit_tf.detection --workdir=RUN [--score=limit] [--budget=N | --threshold=T]``."""
+    del argv
     from absl import flags
 
-    flags_ = flags.FLAGS
-    if len(argv) > 1:
-        raise SystemExit(f"error: unexpected arguments {argv[1:]}")
-    if flags_.score not in SCORES:
-        print(f"error: --score={flags_.score!r} is not allowed; allowed: {', '.join(SCORES)}.")
-        raise SystemExit(2)
-    budget = None if flags_.budget is None else (float(flags_.budget) if "." in flags_.budget else int(flags_.budget))
+    from limit_tf import cli
+
+    f = flags.FLAGS
     try:
-        report = detect_in_run(flags_.workdir, score=flags_.score, threshold=flags_.threshold, budget=budget)
+        report = detect_in_run(f.workdir, score=f.score, threshold=f.threshold, budget=parse_budget(f.budget))
     except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}")
-        raise SystemExit(2) from None
+        cli.fail(str(e))
     print(json.dumps(report, indent=2))
 
 
-if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from absl import app, flags
+def define_flags() -> None:
+    from absl import flags
 
-    flags.DEFINE_string("workdir", None, "A finished run's work dir.", required=True)
+    flags.DEFINE_string("workdir", None, "A run's work dir.", required=True)
     flags.DEFINE_string("score", "limit", f"Score: {', '.join(SCORES)}.")
     flags.DEFINE_float("threshold", None, "Flag examples whose score is at least this.")
     flags.DEFINE_string(
         "budget", None, "Flag this many examples (int) or this fraction (float); default: the realized noise rate."
     )
-    app.run(main)
+
+
+if __name__ == "__main__":
+    from limit_tf import cli
+
+    cli.run(main, define_flags)

@@ -14,10 +14,15 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from limit_tf.limit import cross_entropy_gradient, sample_gradient, step_seed
-from limit_tf.wrapper import ClassifierWrapper, global_batch_size, one_hot_labels
-
-DISTRIBUTIONS = ("gaussian", "laplace")
+from limit_tf.gradients import (
+    NOISE_DISTRIBUTIONS,
+    cross_entropy_gradient,
+    global_batch_size,
+    one_hot_labels,
+    sample_around,
+    step_seed,
+)
+from limit_tf.model_base import ClassifierWrapper
 
 
 @keras.saving.register_keras_serializable(package="limit_tf")
@@ -33,8 +38,10 @@ class GradientNoiseModel(ClassifierWrapper):
     """
 
     def __init__(self, classifier, *, distribution="gaussian", noise_std=0.1, seed=0, input_shape=None, **kwargs):
-        if distribution not in DISTRIBUTIONS:
-            raise ValueError(f"distribution={distribution!r} is not allowed; allowed: {', '.join(DISTRIBUTIONS)}.")
+        if distribution not in NOISE_DISTRIBUTIONS:
+            raise ValueError(
+                f"distribution={distribution!r} is not allowed; allowed: {', '.join(NOISE_DISTRIBUTIONS)}."
+            )
         if not noise_std > 0:
             raise ValueError(f"noise_std={noise_std!r} is not allowed: it must be > 0.")
         super().__init__(classifier, **kwargs)
@@ -51,24 +58,20 @@ class GradientNoiseModel(ClassifierWrapper):
     def metrics(self):
         return [self.loss_tracker, self.accuracy_tracker]
 
-    def compile(self, optimizer="adam", **kwargs):
-        self._require_built("compile")
-        super().compile(optimizer=optimizer, **kwargs)
-        self.optimizer.build(self.classifier.trainable_variables)
-
     def train_step(self, data):
         x, y = data[0], data[1]
         with tf.GradientTape() as tape:
             logits = self.classifier(x, training=True)
+            regularization = self.regularization(self.classifier)
         y_one_hot = one_hot_labels(y, logits.shape[-1])
-        g_ce = cross_entropy_gradient(tf.nn.softmax(logits), y_one_hot)
-        g = sample_gradient(g_ce, self.distribution, self._noise_std, step_seed(self.seed, self.optimizer.iterations))
-        grads = tape.gradient(
-            logits, self.classifier.trainable_variables, output_gradients=tf.stop_gradient(g) / global_batch_size(x)
+        g_ce = cross_entropy_gradient(tf.nn.softmax(self.float32(logits)), y_one_hot)
+        g = sample_around(g_ce, self.distribution, self._noise_std, step_seed(self.seed, self.optimizer.iterations))
+        grads = self.backprop(
+            tape, self.classifier, logits, tf.stop_gradient(g) / global_batch_size(x), self.optimizer, regularization
         )
-        self.optimizer.apply(grads, self.classifier.trainable_variables)
+        self.apply_gradients(grads)
         self._track_classifier(logits, y_one_hot)
-        return {m.name: m.result() for m in self.metrics}
+        return self.results()
 
     def get_config(self):
         return {

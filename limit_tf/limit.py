@@ -16,23 +16,30 @@ Per batch, with ``a`` the classifier's logits, ``p = stop_gradient(s(a))``,
   ``E||g_pred - g_ce||_1`` (LIMIT_L, Laplace q), the cross-entropy bound
   ``H_{p,q}`` of eq. (12), plus ``beta E||g_pred||_2^2`` (Sec. 3.4);
 - the classifier is updated by back-propagating ``g_pred`` (or a sample
-  around it, "+S") from the logits: it never sees ``y``.
+  around it, "+S") from the logits with ``tf.GradientTape``'s
+  ``output_gradients``: it never sees ``y``.
 
 Deviations from the authors' PyTorch code, on purpose (DESIGN.md): the
 injected gradient is scaled by ``1 / global_batch`` like a batch-mean loss;
-the two networks are identical in structure; "+init" copies all weights.
+"+init" copies every weight the two networks share, batch-norm statistics
+included.
 """
 
 from __future__ import annotations
-
-import math
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from limit_tf.wrapper import ClassifierWrapper, global_batch_size, one_hot_labels
+from limit_tf.gradients import (
+    cross_entropy_gradient,
+    global_batch_size,
+    one_hot_labels,
+    sample_around,
+    step_seed,
+)
+from limit_tf.model_base import ClassifierWrapper
 
 PREDICTORS = ("gaussian", "laplace", "ce")
 
@@ -45,11 +52,6 @@ def predicted_gradient(probs: tf.Tensor, predictor_probs: tf.Tensor) -> tf.Tenso
       predictor_probs: the q-network's softmax ``s(q(x))`` (B, K).
     """
     return probs - predictor_probs
-
-
-def cross_entropy_gradient(probs: tf.Tensor, labels_one_hot: tf.Tensor) -> tf.Tensor:
-    """``g_ce = s(a) - y``: the gradient of cross-entropy w.r.t. the logits (Sec. 3.2)."""
-    return probs - labels_one_hot
 
 
 def predictor_fit_loss(predictor: str, g_pred, g_ce, labels_one_hot, predictor_logits) -> tf.Tensor:
@@ -80,36 +82,10 @@ def sample_gradient(g_pred: tf.Tensor, predictor: str, sigma_q: tf.Tensor, seed:
     """Draws ``g ~ q(. | x)`` around ``mu = g_pred`` (the "+S" variants, Sec. 3.3).
 
     Gaussian: ``N(mu, sigma_q^2 I)``. Laplace: a product of ``Lap(mu_j,
-    sigma_q / sqrt(2))``, whose standard deviation is ``sigma_q``. Fresh noise
-    per example, per logit and per step (the seed changes every step).
-
-    Args:
-      g_pred: the mean, (B, K).
-      predictor: ``gaussian`` or ``laplace`` (``ce`` samples like ``gaussian``).
-      sigma_q: the standard deviation.
-      seed: a stateless seed, shape (2,).
+    sigma_q / sqrt(2))``, whose standard deviation is ``sigma_q``; ``ce``
+    samples like ``gaussian``. Fresh noise per example, per logit and per step.
     """
-    shape = tf.shape(g_pred)
-    if predictor == "laplace":
-        # Inverse CDF: u ~ U(-1/2, 1/2), x = -b sign(u) log(1 - 2|u|).
-        u = tf.random.stateless_uniform(shape, seed, minval=-0.5, maxval=0.5, dtype=g_pred.dtype)
-        scale = sigma_q / math.sqrt(2.0)
-        noise = -scale * tf.sign(u) * tf.math.log1p(-2.0 * tf.minimum(tf.abs(u), 0.5 - 1e-7))
-    else:
-        noise = sigma_q * tf.random.stateless_normal(shape, seed, dtype=g_pred.dtype)
-    return g_pred + noise
-
-
-def step_seed(seed: int, iterations) -> tf.Tensor:
-    """A stateless seed that changes every step and differs across replicas.
-
-    Derived from the optimizer's step counter, so noise is reproducible and a
-    resumed run draws what an uninterrupted one would.
-    """
-    replica = tf.distribute.get_replica_context()
-    replica_id = 0 if replica is None else replica.replica_id_in_sync_group
-    step = tf.cast(iterations, tf.int32)
-    return tf.stack([tf.constant(seed, tf.int32), step * 1024 + tf.cast(replica_id, tf.int32)])
+    return sample_around(g_pred, "laplace" if predictor == "laplace" else "gaussian", sigma_q, seed)
 
 
 @keras.saving.register_keras_serializable(package="limit_tf")
@@ -121,7 +97,7 @@ class LimitModel(ClassifierWrapper):
     any Keras model::
 
         clf = limit_tf.models.build_model("mnist_cnn", 10, (28, 28, 1))
-        q = limit_tf.models.build_model("mnist_cnn", 10, (28, 28, 1))
+        q = limit_tf.models.build_predictor("mnist_cnn", 10, (28, 28, 1))
         model = limit_tf.LimitModel(clf, q, predictor="laplace", beta=10.0)
         model.compile(keras.optimizers.Adam(1e-3))
         model.fit(train_ds, validation_data=val_ds, epochs=30)
@@ -130,7 +106,8 @@ class LimitModel(ClassifierWrapper):
       classifier: any Keras model mapping inputs to logits (functional,
         sequential or subclassed).
       predictor_network: the q-network, mapping the same inputs to K logits
-        (usually the same architecture as the classifier).
+        (any architecture; the paper's reference q adds a batch norm to the
+        classifier's).
       predictor: ``"gaussian"`` (LIMIT_G, MSE fit), ``"laplace"`` (LIMIT_L,
         MAE fit) or ``"ce"`` (q fitted with cross-entropy).
       beta: weight of the norm penalty ``beta ||g_pred||^2`` (>= 0).
@@ -140,8 +117,8 @@ class LimitModel(ClassifierWrapper):
       warmup_epochs: epochs at the start during which only q trains (the
         classifier, including its batch-norm statistics, stays frozen).
       init_predictor_from: a trained classifier (a ``keras.Model`` or the
-        path of a ``.keras`` / ``.weights.h5`` file of the same architecture)
-        whose weights q starts from: the paper's "+init".
+        path of a ``.keras`` / ``.weights.h5`` file) whose weights q starts
+        from: the paper's "+init" (see :meth:`initialize_predictor`).
       seed: seed of the sampling noise.
       input_shape: the input shape without the batch dimension; needed only
         when the networks are not built yet (subclassed models), so that
@@ -181,8 +158,6 @@ class LimitModel(ClassifierWrapper):
         self._beta = keras.Variable(float(beta), trainable=False, dtype="float32", name="beta")
         self._sigma_q = keras.Variable(float(sigma_q), trainable=False, dtype="float32", name="sigma_q")
         self._classifier_frozen = False
-        self.predictor_optimizer = None
-        self._shared_optimizer = False
         self.q_loss_tracker = keras.metrics.Mean(name="q_loss")
         self.q_fit_tracker = keras.metrics.Mean(name="q_fit")
         self.q_penalty_tracker = keras.metrics.Mean(name="q_penalty")
@@ -190,25 +165,6 @@ class LimitModel(ClassifierWrapper):
         self._build_networks(input_shape)
         if init_predictor_from is not None:
             self.initialize_predictor(init_predictor_from)
-
-    # ------------------------------------------------------------------
-    # Keras plumbing.
-
-    def _networks(self):
-        return [self.classifier, self.predictor_network]
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._check_output_shapes(input_shape)
-
-    def _check_output_shapes(self, input_shape):
-        spec = keras.KerasTensor(tuple(input_shape))
-        shapes = [tuple(net.compute_output_spec(spec).shape[1:]) for net in (self.classifier, self.predictor_network)]
-        if shapes[0] != shapes[1] or len(shapes[0]) != 1:
-            raise ValueError(
-                f"classifier outputs {shapes[0]} and predictor_network outputs {shapes[1]} per example: "
-                "both must output the same number of logits (K,)."
-            )
 
     @property
     def beta(self) -> float:
@@ -239,45 +195,6 @@ class LimitModel(ClassifierWrapper):
             self.q_accuracy_tracker,
         ]
 
-    def compile(self, optimizer="adam", predictor_optimizer=None, **kwargs):
-        """Configures training.
-
-        Args:
-          optimizer: the classifier's optimizer (anything
-            ``keras.optimizers.get`` accepts). It is also ``model.optimizer``,
-            which LR schedulers and TensorBoard read.
-          predictor_optimizer: q's optimizer. ``None``: a separate copy of
-            ``optimizer`` with the same settings (equivalent to one Adam over
-            both networks, since Adam is per-parameter); ``"shared"`` or the
-            same object as ``optimizer``: one optimizer over both networks.
-          **kwargs: passed to ``keras.Model.compile`` (``jit_compile``,
-            ``steps_per_execution``, ``run_eagerly``, ...). ``loss`` and
-            ``metrics`` are not accepted: LIMIT defines its own.
-        """
-        for key in ("loss", "metrics", "weighted_metrics", "loss_weights"):
-            if kwargs.get(key) is not None:
-                raise ValueError(f"LimitModel.compile does not take {key}=: LIMIT defines its own losses and metrics.")
-        self._require_built("compile")
-        optimizer = keras.optimizers.get(optimizer)
-        self._shared_optimizer = predictor_optimizer == "shared" or predictor_optimizer is optimizer
-        if self._shared_optimizer:
-            predictor_optimizer = optimizer
-        elif predictor_optimizer is None:
-            predictor_optimizer = optimizer.__class__.from_config(optimizer.get_config())
-        else:
-            predictor_optimizer = keras.optimizers.get(predictor_optimizer)
-        super().compile(optimizer=optimizer, **kwargs)
-        self.predictor_optimizer = predictor_optimizer
-        # Build the optimizers now: lazy building in the first step fails
-        # under MirroredStrategy.
-        clf_vars = self.classifier.trainable_variables
-        q_vars = self.predictor_network.trainable_variables
-        if self._shared_optimizer:
-            self.optimizer.build(clf_vars + q_vars)
-        else:
-            self.optimizer.build(clf_vars)
-            self.predictor_optimizer.build(q_vars)
-
     def fit(self, *args, callbacks=None, **kwargs):
         """``keras.Model.fit``, plus the warm-up switch when ``warmup_epochs > 0``."""
         callbacks = list(callbacks or [])
@@ -294,53 +211,41 @@ class LimitModel(ClassifierWrapper):
         frozen = self._classifier_frozen
         with tf.GradientTape() as classifier_tape:
             logits = self.classifier(x, training=not frozen)
+            clf_reg = None if frozen else self.regularization(self.classifier)
         with tf.GradientTape() as predictor_tape:
-            predictor_logits = self.predictor_network(x, training=True)
-            probs = tf.stop_gradient(tf.nn.softmax(logits))
+            predictor_logits = self.float32(self.predictor_network(x, training=True))
+            probs = tf.stop_gradient(tf.nn.softmax(self.float32(logits)))
             y_one_hot = one_hot_labels(y, logits.shape[-1])
             g_pred = predicted_gradient(probs, tf.nn.softmax(predictor_logits))
             g_ce = cross_entropy_gradient(probs, y_one_hot)
             fit = predictor_fit_loss(self.predictor, g_pred, g_ce, y_one_hot, predictor_logits)
             penalty = gradient_norm_penalty(g_pred, self._beta)
             q_loss = tf.reduce_sum(fit + penalty) / global_batch
-        q_grads = predictor_tape.gradient(q_loss, self.predictor_network.trainable_variables)
-        clf_grads = [] if frozen else self._classifier_gradients(classifier_tape, logits, g_pred, global_batch)
-        self._apply(clf_grads, q_grads)
+            q_reg = self.regularization(self.predictor_network)
+            if q_reg is not None:
+                q_loss += q_reg
+        q_grads = self.loss_gradients(
+            predictor_tape, q_loss, self.predictor_network.trainable_variables, self.predictor_optimizer
+        )
+        clf_grads = [] if frozen else self._classifier_gradients(classifier_tape, logits, g_pred, global_batch, clf_reg)
+        self.apply_gradients(clf_grads, q_grads)
         self._track(logits, predictor_logits, y_one_hot, fit, penalty)
-        return {m.name: m.result() for m in self.metrics}
+        return self.results()
 
-    def _classifier_gradients(self, tape, logits, g_pred, global_batch):
+    def _classifier_gradients(self, tape, logits, g_pred, global_batch, regularization):
         """Back-propagates the predicted gradient from the logits (Sec. 3.3).
 
         ``g`` is ``g_pred`` or, with sampling, a draw around it; it is divided
         by the global batch as a batch-mean loss would be. No label enters.
         """
-        g = (
-            sample_gradient(
+        g = g_pred
+        if self.sample:
+            g = sample_gradient(
                 g_pred, self.predictor, self._sigma_q, step_seed(self.seed, self.predictor_optimizer.iterations)
             )
-            if self.sample
-            else g_pred
+        return self.backprop(
+            tape, self.classifier, logits, tf.stop_gradient(g) / global_batch, self.optimizer, regularization
         )
-        grads = tape.gradient(
-            logits, self.classifier.trainable_variables, output_gradients=tf.stop_gradient(g) / global_batch
-        )
-        if self.classifier.losses:  # weight regularizers of the user's classifier
-            with tf.GradientTape() as reg_tape:
-                reg = tf.add_n(self.classifier.losses)
-            reg_grads = reg_tape.gradient(reg, self.classifier.trainable_variables)
-            grads = [g if r is None else g + r for g, r in zip(grads, reg_grads, strict=True)]
-        return grads
-
-    def _apply(self, clf_grads, q_grads):
-        clf_vars = self.classifier.trainable_variables if clf_grads else []
-        q_vars = self.predictor_network.trainable_variables
-        if self._shared_optimizer:
-            self.optimizer.apply(list(clf_grads) + list(q_grads), clf_vars + q_vars)
-            return
-        if clf_grads:
-            self.optimizer.apply(clf_grads, clf_vars)
-        self.predictor_optimizer.apply(q_grads, q_vars)
 
     def _track(self, logits, predictor_logits, y_one_hot, fit, penalty):
         labels = tf.argmax(y_one_hot, axis=-1)
@@ -355,44 +260,77 @@ class LimitModel(ClassifierWrapper):
     # ------------------------------------------------------------------
     # "+init", serialization.
 
-    def initialize_predictor(self, source) -> None:
-        """Copies all weights (batch-norm statistics included) of a trained
-        classifier into q: the paper's "+init".
+    def initialize_predictor(self, source) -> dict[str, list[str]]:
+        """Copies a trained classifier's weights into q: the paper's "+init".
+
+        Every layer of q whose name (and weight shapes) a layer of the
+        source shares gets that layer's weights, batch-norm statistics
+        included; the others keep their initialization, and the log says
+        which. When the two networks are the same architecture, everything
+        is copied (position by position if the layer names differ).
 
         Args:
-          source: a ``keras.Model`` of the same architecture, or the path of a
-            ``.keras`` model or ``.weights.h5`` weights file of one.
+          source: a ``keras.Model``, or the path of a ``.keras`` model or a
+            ``.weights.h5`` file of a network with the classifier's (or q's)
+            architecture.
+
+        Returns:
+          ``{"copied": [...], "left": [...]}``: q's layer names.
         """
-        if isinstance(source, keras.Model):
-            weights = source.get_weights()
+        source = self._load_source(source)
+        target = self.predictor_network
+        if [w.shape for w in source.weights] == [w.shape for w in target.weights]:
+            target.set_weights(source.get_weights())
+            copied, left = [layer.name for layer in target.layers if layer.weights], []
         else:
-            path = str(source)
-            if path.endswith(".weights.h5"):
-                clone = keras.models.clone_model(self.predictor_network)
-                clone.load_weights(path)
-                weights = clone.get_weights()
-            elif path.endswith(".keras"):
-                loaded = keras.models.load_model(path, compile=False)
-                loaded = loaded.classifier if isinstance(loaded, LimitModel) else loaded
-                weights = loaded.get_weights()
-            else:
+            by_name = {layer.name: layer for layer in source.layers if layer.weights}
+            copied, left = [], []
+            for layer in (layer for layer in target.layers if layer.weights):
+                match = by_name.get(layer.name)
+                if match is not None and [w.shape for w in match.weights] == [w.shape for w in layer.weights]:
+                    layer.set_weights(match.get_weights())
+                    copied.append(layer.name)
+                else:
+                    left.append(layer.name)
+            if not copied:
                 raise ValueError(
-                    f"init_predictor_from={path!r}: a keras.Model, a .keras file or a .weights.h5 file is required."
+                    "init_predictor_from: the source model shares no layer (by name and weight shapes) with the "
+                    "predictor network; nothing could be copied."
                 )
-        target = self.predictor_network.get_weights()
-        if [w.shape for w in weights] != [w.shape for w in target]:
+        logging.info(
+            "q-network initialized from a trained classifier: %d layers copied%s.",
+            len(copied),
+            f", left at initialization: {', '.join(left)}" if left else "",
+        )
+        return {"copied": copied, "left": left}
+
+    def _load_source(self, source) -> keras.Model:
+        if isinstance(source, keras.Model):
+            return source.classifier if isinstance(source, ClassifierWrapper) else source
+        path = str(source)
+        if path.endswith(".keras"):
+            loaded = keras.models.load_model(path, compile=False)
+            return loaded.classifier if isinstance(loaded, ClassifierWrapper) else loaded
+        if not path.endswith(".weights.h5"):
             raise ValueError(
-                "init_predictor_from: the source model's weights do not match the predictor network's "
-                f"({len(weights)} vs {len(target)} arrays); the architectures must be identical."
+                f"init_predictor_from={path!r}: a keras.Model, a .keras file or a .weights.h5 file is required."
             )
-        self.predictor_network.set_weights(weights)
-        logging.info("q-network initialized from a trained classifier (%d weight arrays).", len(weights))
+        errors = []
+        for template in (self.classifier, self.predictor_network):
+            clone = keras.models.clone_model(template)
+            try:
+                clone.load_weights(path)
+                return clone
+            except ValueError as e:
+                errors.append(str(e).splitlines()[0])
+        raise ValueError(
+            f"init_predictor_from={path!r} fits neither the classifier's nor q's architecture ({errors[0]})."
+        )
 
     def get_config(self):
         config = super().get_config()
         config.update(
             {
-                "predictor_network": keras.saving.serialize_keras_object(self.predictor_network),
                 "predictor": self.predictor,
                 "beta": self.beta,
                 "sample": self.sample,
@@ -402,22 +340,6 @@ class LimitModel(ClassifierWrapper):
             }
         )
         return config
-
-    def get_compile_config(self):
-        config = super().get_compile_config()
-        if config is not None:
-            shared = self._shared_optimizer
-            config["predictor_optimizer"] = (
-                "shared" if shared else keras.saving.serialize_keras_object(self.predictor_optimizer)
-            )
-        return config
-
-    def compile_from_config(self, config):
-        optimizer = keras.saving.deserialize_keras_object(config["optimizer"])
-        predictor_optimizer = config["predictor_optimizer"]
-        if predictor_optimizer != "shared":
-            predictor_optimizer = keras.saving.deserialize_keras_object(predictor_optimizer)
-        self.compile(optimizer, predictor_optimizer)
 
 
 class _WarmupSwitch(keras.callbacks.Callback):

@@ -13,7 +13,8 @@ and keeps ``fit`` for the single-host ones)::
         model = ...  # built and compiled
     trainer = limit_tf.loop.DistributedTrainer(model)
     start = trainer.restore("backup")               # 0, or the epoch to resume at
-    history = trainer.fit(train_ds, epochs=30, steps_per_epoch=40, initial_epoch=start,
+    train_ds, steps = limit_tf.data.training_stream(ds, batch_size=256, epochs=30, first_epoch=start)
+    history = trainer.fit(train_ds, epochs=30, steps_per_epoch=steps, initial_epoch=start,
                           validation_data=val_ds, backup_dir="backup")
 
 Datasets yield **global** batches (every worker builds the same dataset);
@@ -30,10 +31,13 @@ on a collective. Give file-writing
 callbacks to the chief only, or point them at per-worker paths.
 
 Fault tolerance: with ``backup_dir``, every worker writes a
-``tf.train.Checkpoint`` (model, optimizers, epoch) after each epoch into
-its own directory (:func:`worker_backup_dir`). ``restore`` agrees with the
-other workers on the newest epoch all of them have, so a run whose workers
-were killed at different moments resumes consistently.
+:class:`~limit_tf.checkpoint.TrainingCheckpoint` (model, optimizers, epoch)
+after each epoch into its own directory (:func:`worker_backup_dir`).
+``restore`` agrees with the other workers on the newest epoch all of them
+have, so a run whose workers were killed at different moments resumes
+consistently. The runner checkpoints through its own callback
+(:class:`limit_tf.callbacks.ProtocolState`) and restores with
+:meth:`DistributedTrainer.restore_checkpoint`.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-_KEEP = 2  # checkpoints kept per worker: the newest two epochs
+from limit_tf.checkpoint import TrainingCheckpoint
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -70,6 +74,23 @@ def worker_backup_dir(backup_dir: str | os.PathLike, strategy: tf.distribute.Str
     if is_chief(strategy):
         return Path(backup_dir)
     return Path(backup_dir) / "workers" / task_name(strategy)
+
+
+def broadcast(strategy: tf.distribute.Strategy, value: int) -> int:
+    """The chief's (replica 0's) integer, on every worker (collective)."""
+    values = strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.constant(value if ctx.replica_id_in_sync_group == 0 else 0, tf.int64)
+    )
+    return int(strategy.reduce("SUM", values, axis=None))
+
+
+def gather(strategy: tf.distribute.Strategy, value: int) -> list[int]:
+    """One integer per replica, from every worker, on every worker (collective)."""
+    n = strategy.num_replicas_in_sync
+    values = strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.one_hot(ctx.replica_id_in_sync_group, n, on_value=value, off_value=0, dtype=tf.int64)
+    )
+    return [int(v) for v in strategy.reduce("SUM", values, axis=None).numpy()]
 
 
 def _split(tensor, part, parts):
@@ -95,13 +116,7 @@ class DistributedTrainer:
         self.strategy = strategy or model.distribute_strategy
         self._train_fns = {}
         self._test_fn = None
-        with self.strategy.scope():
-            self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        optimizers = {"optimizer": model.optimizer}
-        extra = getattr(model, "predictor_optimizer", None)
-        if extra is not None and extra is not model.optimizer:
-            optimizers["predictor_optimizer"] = extra
-        self._checkpoint = tf.train.Checkpoint(model=model, epoch=self._epoch, **optimizers)
+        self._checkpoint = None
 
     @property
     def is_chief(self) -> bool:
@@ -134,18 +149,11 @@ class DistributedTrainer:
 
     def broadcast(self, value: int) -> int:
         """The chief's (replica 0's) integer, on every worker."""
-        values = self.strategy.experimental_distribute_values_from_function(
-            lambda ctx: tf.constant(value if ctx.replica_id_in_sync_group == 0 else 0, tf.int64)
-        )
-        return int(self.strategy.reduce("SUM", values, axis=None))
+        return broadcast(self.strategy, value)
 
     def gather(self, value: int) -> list[int]:
         """One integer per replica, from every worker, on every worker."""
-        n = self.strategy.num_replicas_in_sync
-        values = self.strategy.experimental_distribute_values_from_function(
-            lambda ctx: tf.one_hot(ctx.replica_id_in_sync_group, n, on_value=value, off_value=0, dtype=tf.int64)
-        )
-        return [int(v) for v in self.strategy.reduce("SUM", values, axis=None).numpy()]
+        return gather(self.strategy, value)
 
     def all_agree(self, ok: bool) -> bool:
         """True when ``ok`` holds on every worker."""
@@ -191,46 +199,48 @@ class DistributedTrainer:
     # ------------------------------------------------------------------
     # Checkpoints.
 
-    def restore(self, backup_dir: str | os.PathLike | None) -> int:
-        """Restores the newest epoch every worker has a checkpoint of; returns it (0: none).
+    def restore_checkpoint(self, checkpoint: TrainingCheckpoint) -> tuple[int, dict | None]:
+        """Restores the newest epoch every worker can read (collective).
+
+        Every worker restores its newest readable checkpoint; if they
+        disagree, all go back to the oldest of those epochs, which every
+        worker must still have (two are kept).
+
+        Returns:
+          ``(epoch, protocol state)``; ``(0, None)`` for a fresh run.
 
         Raises:
-          RuntimeError: the workers have no common checkpoint (their backup
+          RuntimeError: the workers have no common checkpoint (their
             directories were lost or belong to different runs).
         """
-        if backup_dir is None:
-            return 0
-        directory = worker_backup_dir(backup_dir, self.strategy)
-        available = _checkpoint_epochs(directory)
-        newest = self.gather(max(available, default=0))
+        epoch, state = checkpoint.restore_newest()
+        newest = self.gather(epoch)
         target = min(newest)
-        have = target == 0 or target in available
-        if not self.all_agree(have):
-            raise RuntimeError(
-                f"the workers cannot resume together: their newest checkpoints are at epochs {newest} and "
-                f"this worker ({task_name(self.strategy)}) has {sorted(available) or 'none'} in {directory}; "
-                "delete the backup directories to start over."
-            )
-        if target < max(newest):
+        if target != epoch:
             logging.warning(
                 "the workers' newest checkpoints are at epochs %s; all resume from epoch %d, the newest they share.",
                 newest,
                 target,
             )
-        if target:
-            path = str(directory / f"epoch-{target}")
-            self._checkpoint.read(path).assert_existing_objects_matched()
-            logging.info("restored epoch %d from %s", target, path)
-        return target
+            epoch, state = checkpoint.restore_newest(at_most=target) if target else (0, None)
+        if not self.all_agree(epoch == target):
+            raise RuntimeError(
+                f"the workers cannot resume together: their newest checkpoints are at epochs {newest} and this "
+                f"worker ({task_name(self.strategy)}) has {checkpoint.epochs() or 'none'} in {checkpoint.directory}; "
+                "delete the checkpoint directories to start over."
+            )
+        return epoch, state
 
-    def _save(self, backup_dir: str | os.PathLike, epoch: int) -> None:
-        directory = worker_backup_dir(backup_dir, self.strategy)
-        directory.mkdir(parents=True, exist_ok=True)
-        self._epoch.assign(epoch)
-        self._checkpoint.write(str(directory / f"epoch-{epoch}"))
-        for old in sorted(_checkpoint_epochs(directory))[:-_KEEP]:
-            for f in directory.glob(f"epoch-{old}.*"):
-                f.unlink()
+    def restore(self, backup_dir: str | os.PathLike | None) -> int:
+        """Restores the newest common epoch from ``backup_dir`` (see :meth:`fit`); returns it (0: none)."""
+        if backup_dir is None:
+            return 0
+        return self.restore_checkpoint(self._backup(backup_dir))[0]
+
+    def _backup(self, backup_dir) -> TrainingCheckpoint:
+        if self._checkpoint is None:
+            self._checkpoint = TrainingCheckpoint(self.model, worker_backup_dir(backup_dir, self.strategy))
+        return self._checkpoint
 
     # ------------------------------------------------------------------
     # The loop.
@@ -269,8 +279,9 @@ class DistributedTrainer:
             callback_list.on_epoch_begin(epoch)
             model.reset_metrics()
             train_fn = self._train_fn()
-            for _ in range(steps_per_epoch):
+            for step in range(steps_per_epoch):
                 train_fn(iterator)
+                callback_list.on_train_batch_end(step)
             logs = self._metrics()
             if validation_data is not None:
                 logs.update({"val_" + k: v for k, v in self.evaluate(validation_data).items()})
@@ -290,7 +301,7 @@ class DistributedTrainer:
             for key, value in logs.items():
                 history.setdefault(key, []).append(value)
             if backup_dir is not None:
-                self._save(backup_dir, epoch + 1)
+                self._backup(backup_dir).save(epoch + 1, {})
             if verdict == 1:
                 break
         callback_list.on_train_end(logs=None)
@@ -301,13 +312,3 @@ class DistributedTrainer:
     def cleanup(self, backup_dir: str | os.PathLike) -> None:
         """Deletes this worker's checkpoints (after a finished run)."""
         shutil.rmtree(worker_backup_dir(backup_dir, self.strategy), ignore_errors=True)
-
-
-def _checkpoint_epochs(directory: Path) -> set[int]:
-    epochs = set()
-    for f in directory.glob("epoch-*.index"):
-        try:
-            epochs.add(int(f.name[len("epoch-") : -len(".index")]))
-        except ValueError:
-            continue
-    return epochs

@@ -23,12 +23,9 @@ import numpy as np
 import tensorflow as tf
 
 from limit_tf import noise as noise_lib
+from limit_tf.gradients import one_hot_labels
 
 _LOG_EPS = 1e-12
-
-
-def _one_hot(y_true, num_classes: int) -> tf.Tensor:
-    return tf.one_hot(tf.reshape(tf.cast(y_true, tf.int32), [-1]), num_classes, dtype=tf.float32)
 
 
 class _LogitsLoss(keras.losses.Loss):
@@ -36,7 +33,7 @@ class _LogitsLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         y_pred = tf.cast(y_pred, tf.float32)
-        return self.per_example(_one_hot(y_true, y_pred.shape[-1]), y_pred)
+        return self.per_example(one_hot_labels(y_true, y_pred.shape[-1]), y_pred)
 
 
 @keras.saving.register_keras_serializable(package="limit_tf")
@@ -143,7 +140,7 @@ class DMILoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         probs = tf.nn.softmax(tf.cast(y_pred, tf.float32))
-        y = _one_hot(y_true, probs.shape[-1])
+        y = one_hot_labels(y_true, probs.shape[-1])
         joint = tf.matmul(y, probs, transpose_a=True)
         return -tf.math.log(abs_det(joint) + 1e-3)
 

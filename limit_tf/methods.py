@@ -1,191 +1,322 @@
-"""The method table: one explicit mapping from a method's name to its builder.
+"""The method table: what every training method is, in one place, without TensorFlow.
 
-Shared by the experiment runner and the tuner. A builder takes a
-:class:`MethodContext` and returns a compiled ``keras.Model`` whose
-``evaluate`` reports ``accuracy`` and whose ``predict`` returns logits.
-Adding a method is one function and one entry in :data:`METHODS`.
+Each :class:`MethodSpec` states a method's hyperparameters (the
+:class:`~limit_tf.config.ExperimentConfig` fields it reads, with the range
+it allows and the paper's search grid), whether it starts from a trained
+cross-entropy run, the networks it trains, and its named variants with the
+paper's row labels. Everything that needs to know about methods derives from
+here: config validation, the flags' help, the sweep's run names and grids,
+the report's rows and paper values, the tuner's search space and detection's
+scores. The TensorFlow builders live in :mod:`limit_tf.builders`
+(``BUILDERS[name]``).
+
+Adding a method: one :class:`MethodSpec` in :data:`METHODS`, one builder in
+``limit_tf.builders.BUILDERS``, one test.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-
-import keras
-import numpy as np
-import tensorflow as tf
-from absl import logging
-
-from limit_tf import losses, models
-from limit_tf.config import ExperimentConfig
-from limit_tf.gradient_noise import GradientNoiseModel
-from limit_tf.limit import LimitModel
-from limit_tf.soft_reg import SoftRegularizationModel
+import math
+from collections.abc import Mapping
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
-class MethodContext:
-    """What a builder needs besides the config.
+class Hyperparameter:
+    """One setting a method reads, and what is allowed for it.
 
     Attributes:
-      config: the experiment config (method hyperparameters, lr, seed, ...).
-      num_classes: K.
-      input_shape: input shape without the batch dimension.
-      init_weights: path of a trained CE classifier's weights (``--init_from``):
-        LIMIT's "+init" copies it into q; FW and DMI start from it.
-      train_inputs: a ``tf.data`` dataset of normalized training inputs (FW
-        estimates its transition matrix from a CE model's predictions on them).
+      name: the :class:`~limit_tf.config.ExperimentConfig` field (and flag).
+      kind: ``float``, ``int``, ``bool`` or ``choice``.
+      grid: the paper's search grid (empty: the paper does not search it).
+      choices: the allowed values of a ``choice``.
+      minimum, maximum: the allowed range of a number (None: unbounded).
+      exclusive_minimum, exclusive_maximum: whether the bounds are excluded.
+      log: searched on a log scale (random / Bayesian search).
+      token: its short name in run-directory names and row labels; empty
+        for settings that variants fix (LIMIT's predictor, "+S").
+      when: the hyperparameter is active only when these config settings
+        hold (``sigma_q`` only with ``sample=True``).
     """
 
-    config: ExperimentConfig
-    num_classes: int
-    input_shape: tuple[int, ...]
-    init_weights: str | None = None
-    train_inputs: object = None
+    name: str
+    kind: str = "float"
+    grid: tuple = ()
+    choices: tuple = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    exclusive_maximum: bool = False
+    log: bool = False
+    token: str = ""
+    when: tuple[tuple[str, Any], ...] = ()
 
-    def network(self, name: str, *, last_bias: bool = True) -> keras.Model:
-        return models.build_model(
-            self.config.resolved_architecture,
-            self.num_classes,
-            self.input_shape,
-            last_bias=last_bias,
-            # Under a strategy, replicas normalize with the global batch's
-            # moments, as one device does (tests/test_distribute.py).
-            synchronized_bn=self.config.strategy != "default",
-            name=name,
-        )
+    def problem(self, value) -> str | None:
+        """Why ``value`` is not allowed (one phrase), or None when it is."""
+        if self.kind == "choice":
+            return None if value in self.choices else f"allowed: {', '.join(map(str, self.choices))}"
+        if self.kind == "bool":
+            return None if isinstance(value, bool) else "it must be true or false"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return "it must be a finite number"
+        if self.kind == "int" and int(value) != value:
+            return "it must be an integer"
+        low_ok = self.minimum is None or (value > self.minimum if self.exclusive_minimum else value >= self.minimum)
+        high_ok = self.maximum is None or (value < self.maximum if self.exclusive_maximum else value <= self.maximum)
+        return None if low_ok and high_ok else f"it must be {self.range_text()}"
 
-    def optimizer(self, learning_rate: float | None = None) -> keras.optimizers.Optimizer:
-        # PyTorch's Adam epsilon (1e-8), as in the paper's reference code; Keras' default is 1e-7.
-        return keras.optimizers.Adam(learning_rate or self.config.learning_rate, epsilon=1e-8)
+    def range_text(self) -> str:
+        if self.minimum is not None and self.maximum is not None:
+            left = "(" if self.exclusive_minimum else "["
+            right = ")" if self.exclusive_maximum else "]"
+            return f"in {left}{self.minimum:g}, {self.maximum:g}{right}"
+        if self.minimum is not None:
+            return f"{'>' if self.exclusive_minimum else '>='} {self.minimum:g}"
+        if self.maximum is not None:
+            return f"{'<' if self.exclusive_maximum else '<='} {self.maximum:g}"
+        return "any number"
+
+    def active(self, settings: Mapping[str, Any]) -> bool:
+        return all(settings.get(key) == value for key, value in self.when)
 
 
-def accuracy_metric():
-    return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """A named configuration of a method (e.g. LIMIT_L without sampling).
+
+    Attributes:
+      name: the variant's name (``--variants`` of the sweep, report rows).
+      settings: the config settings that define it (beyond ``method``).
+      paper_label: the paper's row label for it (:mod:`limit_tf.paper`), if any.
+    """
+
+    name: str
+    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    paper_label: str | None = None
 
 
-def compile_with_loss(model: keras.Model, ctx: MethodContext, loss) -> keras.Model:
-    model.compile(optimizer=ctx.optimizer(), loss=loss, metrics=[accuracy_metric()], jit_compile=ctx.config.jit_compile)
-    return model
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+    """What a method is.
+
+    Attributes:
+      name: the ``--method`` value.
+      summary: one line for help texts and tables.
+      hyperparameters: the settings it reads (besides the common protocol).
+      variants: its named variants (a method without any has one, its name).
+      starts_from_ce: ``"required"`` (fine-tunes a trained CE model, FW and
+        DMI), ``"optional"`` (LIMIT "+init") or ``"no"``.
+      predictor_network: it trains a second network q besides the classifier
+        (detection's ``limit`` score reads q's predictions).
+    """
+
+    name: str
+    summary: str
+    hyperparameters: tuple[Hyperparameter, ...] = ()
+    variants: tuple[Variant, ...] = ()
+    starts_from_ce: str = "no"
+    predictor_network: bool = False
+
+    def hyperparameter(self, name: str) -> Hyperparameter | None:
+        return next((h for h in self.hyperparameters if h.name == name), None)
+
+    def active_hyperparameters(self, settings: Mapping[str, Any]) -> tuple[Hyperparameter, ...]:
+        return tuple(h for h in self.hyperparameters if h.active(settings))
+
+    def all_variants(self) -> tuple[Variant, ...]:
+        return self.variants or (Variant(self.name, {}, None),)
 
 
-def build_ce(ctx: MethodContext) -> keras.Model:
-    """Cross-entropy on the observed labels."""
-    return compile_with_loss(
-        ctx.network("classifier"), ctx, keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+# The architectures of limit_tf.models by name (kept here, TensorFlow-free, for
+# validation; tests/test_models.py checks that the two agree).
+ARCHITECTURES = ("mnist_cnn", "mlp", "resnet34", "resnet50")
+
+# Shared hyperparameters. The learning rate belongs to every method; only DMI
+# searches it in the paper.
+LEARNING_RATE = Hyperparameter("learning_rate", minimum=0.0, exclusive_minimum=True, log=True, token="lr")
+BETA = Hyperparameter("beta", grid=(0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0), minimum=0.0, log=True, token="beta")
+SIGMA_Q = Hyperparameter(
+    "sigma_q",
+    grid=(0.01, 0.03, 0.1, 0.3),
+    minimum=0.0,
+    exclusive_minimum=True,
+    log=True,
+    token="sigma",
+    when=(("sample", True),),
+)
+# The q-network: "reference" is the authors' q for the classifier's architecture
+# (limit_tf.models.build_predictor), "same" an identical copy of the classifier.
+Q_ARCHITECTURE = Hyperparameter(
+    "q_architecture", kind="choice", choices=("reference", "same", *ARCHITECTURES), token="qnet"
+)
+# The authors' grid for the gradient-noise baselines (their generate_commands.py).
+NOISE_STD = Hyperparameter(
+    "noise_std", grid=(0.01, 0.03, 0.1, 0.3), minimum=0.0, exclusive_minimum=True, log=True, token="std"
+)
+
+
+def _loss_baseline(name: str, summary: str, label: str | None, *extra: Hyperparameter) -> MethodSpec:
+    return MethodSpec(name, summary, (LEARNING_RATE, *extra), (Variant(name, {}, label),))
+
+
+METHODS: dict[str, MethodSpec] = {
+    spec.name: spec
+    for spec in (
+        _loss_baseline("ce", "cross-entropy on the observed labels", "CE"),
+        _loss_baseline("mae", "mean absolute error sum_c |y_c - s_c(a)| (Ghosh et al., 2017)", "MAE"),
+        _loss_baseline("mse", "squared error sum_c (y_c - s_c(a))^2", None),
+        _loss_baseline(
+            "gce",
+            "generalized cross-entropy (1 - s_y^q) / q (Zhang & Sabuncu, 2018)",
+            None,
+            Hyperparameter("gce_q", minimum=0.0, maximum=1.0, exclusive_minimum=True, token="q"),
+        ),
+        MethodSpec(
+            "fw",
+            "forward correction with T estimated from the CE model (Patrini et al., 2017); fine-tunes it",
+            (LEARNING_RATE,),
+            (Variant("fw", {}, "FW"),),
+            starts_from_ce="required",
+        ),
+        MethodSpec(
+            "dmi",
+            "determinant-based mutual information loss (Xu et al., 2019); fine-tunes the CE model",
+            (dataclasses.replace(LEARNING_RATE, grid=(1e-3, 1e-4, 1e-5, 1e-6)),),
+            (Variant("dmi", {}, "DMI"),),
+            starts_from_ce="required",
+        ),
+        _loss_baseline(
+            "ce_gn", "cross-entropy with Gaussian noise on the logit gradient (paper, Sec. 4.1)", "CE + GN", NOISE_STD
+        ),
+        _loss_baseline(
+            "ce_ln", "cross-entropy with Laplace noise on the logit gradient (paper, Sec. 4.1)", "CE + LN", NOISE_STD
+        ),
+        MethodSpec(
+            "soft_reg",
+            "cross-entropy plus the soft penalty of the paper's eq. (11)",
+            (
+                LEARNING_RATE,
+                Hyperparameter("soft_lambda", grid=(0.001, 0.01, 0.03, 0.1), minimum=0.0, log=True, token="lambda"),
+                dataclasses.replace(BETA, grid=(0.0, 0.01, 0.1, 1.0, 10.0)),
+                Q_ARCHITECTURE,
+            ),
+            (Variant("soft_reg", {}, "Soft reg. (11)"),),
+            predictor_network=True,
+        ),
+        MethodSpec(
+            "limit",
+            "LIMIT: the classifier learns from gradients predicted without labels (paper, Sec. 3)",
+            (
+                LEARNING_RATE,
+                Hyperparameter("predictor", kind="choice", choices=("gaussian", "laplace", "ce")),
+                Hyperparameter("sample", kind="bool"),
+                BETA,
+                SIGMA_Q,
+                Hyperparameter("warmup_epochs", kind="int", minimum=0, token="warmup"),
+                Q_ARCHITECTURE,
+            ),
+            (
+                Variant("limit_g", {"predictor": "gaussian", "sample": False}, "LIMIT_G - S"),
+                Variant("limit_l", {"predictor": "laplace", "sample": False}, "LIMIT_L - S"),
+                Variant("limit_g_s", {"predictor": "gaussian", "sample": True}, "LIMIT_G + S"),
+                Variant("limit_l_s", {"predictor": "laplace", "sample": True}, "LIMIT_L + S"),
+                Variant("limit_ce", {"predictor": "ce", "sample": False}, None),
+            ),
+            starts_from_ce="optional",
+            predictor_network=True,
+        ),
     )
-
-
-def build_limit(ctx: MethodContext) -> keras.Model:
-    """LIMIT (Sec. 3.3-3.4): classifier + q-network of the same architecture."""
-    c = ctx.config
-    model = LimitModel(
-        ctx.network("classifier"),
-        ctx.network("predictor_network"),
-        predictor=c.predictor,
-        beta=c.beta,
-        sample=c.sample,
-        sigma_q=c.sigma_q,
-        warmup_epochs=c.warmup_epochs,
-        init_predictor_from=ctx.init_weights,
-        seed=c.seed,
-    )
-    model.compile(ctx.optimizer(), jit_compile=c.jit_compile)
-    return model
-
-
-def build_mae(ctx: MethodContext) -> keras.Model:
-    """MAE between the one-hot label and the softmax."""
-    return compile_with_loss(ctx.network("classifier"), ctx, losses.MeanAbsoluteError())
-
-
-def build_mse(ctx: MethodContext) -> keras.Model:
-    """Squared error between the one-hot label and the softmax."""
-    return compile_with_loss(ctx.network("classifier"), ctx, losses.MeanSquaredError())
-
-
-def build_gce(ctx: MethodContext) -> keras.Model:
-    """Generalized cross-entropy with ``--gce_q``."""
-    return compile_with_loss(ctx.network("classifier"), ctx, losses.GeneralizedCrossEntropy(ctx.config.gce_q))
-
-
-def _from_ce(ctx: MethodContext) -> keras.Model:
-    """A classifier holding the trained CE model's weights (``--init_from``)."""
-    if ctx.init_weights is None:
-        raise ValueError(f"method {ctx.config.method!r} starts from a trained CE model: give --init_from.")
-    model = ctx.network("classifier")
-    model.load_weights(ctx.init_weights)
-    return model
-
-
-def build_fw(ctx: MethodContext) -> keras.Model:
-    """Forward correction: T estimated from the CE model's training predictions, then fine-tuned from it."""
-    model = _from_ce(ctx)
-    if ctx.train_inputs is None:
-        raise ValueError("method 'fw' needs the training inputs to estimate its transition matrix.")
-    probs = tf.nn.softmax(model.predict(ctx.train_inputs, verbose=0)).numpy()
-    matrix = losses.estimate_transition_matrix(probs)
-    logging.info("FW: estimated transition matrix (diagonal %s)", np.round(np.diag(matrix), 3).tolist())
-    return compile_with_loss(model, ctx, losses.ForwardCorrectedCrossentropy(matrix))
-
-
-def build_dmi(ctx: MethodContext) -> keras.Model:
-    """DMI, fine-tuned from the CE model (the paper tunes its lr in {1e-3, ..., 1e-6})."""
-    return compile_with_loss(_from_ce(ctx), ctx, losses.DMILoss())
-
-
-def _gradient_noise(ctx: MethodContext, distribution: str) -> keras.Model:
-    model = GradientNoiseModel(
-        ctx.network("classifier"), distribution=distribution, noise_std=ctx.config.noise_std, seed=ctx.config.seed
-    )
-    model.compile(ctx.optimizer(), jit_compile=ctx.config.jit_compile)
-    return model
-
-
-def build_ce_gn(ctx: MethodContext) -> keras.Model:
-    """CE + Gaussian noise (std ``--noise_std`` per example) on the logit gradient."""
-    return _gradient_noise(ctx, "gaussian")
-
-
-def build_ce_ln(ctx: MethodContext) -> keras.Model:
-    """CE + Laplace noise (std ``--noise_std`` per example) on the logit gradient."""
-    return _gradient_noise(ctx, "laplace")
-
-
-def build_soft_reg(ctx: MethodContext) -> keras.Model:
-    """Soft regularization, eq. (11), with ``--soft_lambda`` and ``--beta``."""
-    model = SoftRegularizationModel(
-        ctx.network("classifier", last_bias=False),
-        ctx.network("predictor_network"),
-        soft_lambda=ctx.config.soft_lambda,
-        beta=ctx.config.beta,
-    )
-    model.compile(ctx.optimizer(), jit_compile=ctx.config.jit_compile)
-    return model
-
-
-METHODS: dict[str, Callable[[MethodContext], keras.Model]] = {
-    "ce": build_ce,
-    "mae": build_mae,
-    "mse": build_mse,
-    "gce": build_gce,
-    "fw": build_fw,
-    "dmi": build_dmi,
-    "ce_gn": build_ce_gn,
-    "ce_ln": build_ce_ln,
-    "soft_reg": build_soft_reg,
-    "limit": build_limit,
 }
 
+VARIANTS: dict[str, tuple[MethodSpec, Variant]] = {
+    variant.name: (spec, variant) for spec in METHODS.values() for variant in spec.all_variants()
+}
 
-def build_method(ctx: MethodContext) -> keras.Model:
-    """Builds and compiles the model of ``ctx.config.method``."""
-    name = ctx.config.method
+# The methods other code refers to by role: CE is what FW, DMI and "+init" start
+# from and what speed is compared with; LIMIT is the paper's method.
+CE = "ce"
+LIMIT = "limit"
+# The default comparison (demo, sweep): CE and the paper's best MNIST variant.
+DEFAULT_VARIANTS = (CE, "limit_l")
+
+
+def variants_of(method: str, *, paper_only: bool = False) -> list[str]:
+    """The variant names of a method (only those the paper reports, with ``paper_only``)."""
+    return [v.name for v in get(method).all_variants() if v.paper_label or not paper_only]
+
+
+def paper_variants() -> list[str]:
+    """Every variant the paper's MNIST table reports, in the table's row order."""
+    from limit_tf import paper
+
+    by_label = {variant.paper_label: name for name, (_, variant) in VARIANTS.items() if variant.paper_label}
+    return [by_label[label] for label in paper.MNIST_ROWS if label in by_label]
+
+
+def get(name: str) -> MethodSpec:
+    """The spec of a method; a clear error for an unknown name."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; allowed: {', '.join(METHODS)}.")
-    return METHODS[name](ctx)
+    return METHODS[name]
 
 
-def classifier_of(model: keras.Model) -> keras.Model:
-    """The network that makes predictions (LIMIT's classifier, else the model)."""
-    return getattr(model, "classifier", model)
+def variant_settings(name: str) -> dict[str, Any]:
+    """The config settings of a variant: ``{"method": ..., **its settings}``."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; allowed: {', '.join(VARIANTS)}.")
+    spec, variant = VARIANTS[name]
+    return {"method": spec.name, **variant.settings}
+
+
+def variant_of(settings: Mapping[str, Any]) -> Variant:
+    """The variant a run's settings (a config or its dict) belong to."""
+    settings = _as_dict(settings)
+    spec = get(settings["method"])
+    for variant in spec.all_variants():
+        if all(settings.get(k) == v for k, v in variant.settings.items()):
+            return variant
+    return Variant(spec.name, {}, None)
+
+
+def hyperparameter_values(settings: Mapping[str, Any], *, defaults: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """``(token, value)`` of the hyperparameters that name a run: the active
+    ones with a token that the paper searches or that differ from ``defaults``."""
+    settings = _as_dict(settings)
+    spec = get(settings["method"])
+    out = []
+    for h in spec.active_hyperparameters(settings):
+        value = settings.get(h.name)
+        if h.token and (h.grid or value != defaults.get(h.name)):
+            out.append((h.token, value))
+    return out
+
+
+def run_name(settings: Mapping[str, Any], *, defaults: Mapping[str, Any]) -> str:
+    """A run-directory name: the variant plus its hyperparameters, e.g. ``limit_l_beta10``."""
+    settings = _as_dict(settings)
+    name = variant_of(settings).name
+    name += "".join(f"_{token}{_fmt(value)}" for token, value in hyperparameter_values(settings, defaults=defaults))
+    if settings.get("init_from") and get(settings["method"]).starts_from_ce == "optional":
+        name += "_init"
+    return name
+
+
+def label(settings: Mapping[str, Any], *, defaults: Mapping[str, Any]) -> str:
+    """A row label: the variant plus its hyperparameters, e.g. ``limit_l (beta=10, +init)``."""
+    settings = _as_dict(settings)
+    extras = [f"{token}={_fmt(value)}" for token, value in hyperparameter_values(settings, defaults=defaults)]
+    if settings.get("init_from") and get(settings["method"]).starts_from_ce == "optional":
+        extras.append("+init")
+    name = variant_of(settings).name
+    return name + (f" ({', '.join(extras)})" if extras else "")
+
+
+def _fmt(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _as_dict(settings) -> dict[str, Any]:
+    if dataclasses.is_dataclass(settings):
+        return dataclasses.asdict(settings)
+    return dict(settings)

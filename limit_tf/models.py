@@ -1,9 +1,10 @@
 """Network architectures, built by name.
 
 Every builder returns a fresh, built functional ``keras.Model`` that maps
-inputs to logits (no softmax). LIMIT's q-network is built by the same call as
-its classifier, so the two are identical in structure (``../shared/DESIGN.md``
-section 5).
+inputs to logits (no softmax). LIMIT's q-network comes from
+:func:`build_predictor`: by default the authors' q for the classifier's
+architecture (on the MNIST CNN, one batch norm more than the classifier;
+``../shared/DESIGN.md`` section 1), or any architecture of the table.
 
 Initialization and batch norm follow the paper's reference code (PyTorch
 defaults), because Keras' defaults change the results on small data:
@@ -15,7 +16,8 @@ defaults), because Keras' defaults change the results on small data:
 
 Under a distribution strategy, build with ``synchronized_bn=True``: batch
 norm then all-reduces its batch moments across replicas, so N replicas with a
-global batch B normalize exactly as one device with batch B does.
+global batch B normalize (and update their running statistics) exactly as one
+device with batch B does.
 """
 
 from __future__ import annotations
@@ -64,18 +66,23 @@ def _dense(x, units: int, *, name: str, activation=None, use_bias: bool = True):
 
 @keras.saving.register_keras_serializable(package="limit_tf")
 class FusedBatchNormalization(layers.BatchNormalization):
-    """``keras.layers.BatchNormalization`` whose training step on images is one fused op.
+    """``keras.layers.BatchNormalization`` with one fused training op on images and PyTorch's running variance.
 
-    Keras 3 normalizes with about a dozen separate element-wise and reduction
-    ops; in training on 4-D float32 channels-last inputs this layer calls
-    TensorFlow's ``FusedBatchNormV3`` instead (oneDNN on CPU, cuDNN on GPU):
-    the MNIST CNN's step is about 20% faster on 2 CPU cores
-    (``benchmarks/README.md``). Same weights, same output and gradients as
-    Keras' layer (``tests/test_models.py``). One difference, in PyTorch's
-    favour: the running variance is updated with the unbiased batch variance
-    (times ``n / (n - 1)``, n = examples x height x width), as PyTorch does,
-    where Keras uses the biased one. Everything else (inference,
-    ``synchronized=True``, other ranks, masks, other dtypes) is Keras' code.
+    - Speed: Keras 3 normalizes with about a dozen separate element-wise and
+      reduction ops; in training on 4-D float32 channels-last inputs this
+      layer calls TensorFlow's ``FusedBatchNormV3`` instead (oneDNN on CPU,
+      cuDNN on GPU): the MNIST CNN's step is about 20% faster on 2 CPU cores
+      (``benchmarks/README.md``).
+    - Statistics: the running variance is updated with the *unbiased* batch
+      variance (times ``n / (n - 1)``, n = the values per channel in the
+      batch, over all replicas), as PyTorch does and the fused op does; Keras
+      uses the biased one. Every training path of this layer does so, the
+      synchronized one under a distribution strategy included, so one
+      device and N replicas keep the same statistics.
+
+    The normalization itself (with the biased batch variance), the weights,
+    outputs and gradients equal Keras' layer (``tests/test_models.py``).
+    Inference, masks and renormalization are Keras' code.
     """
 
     def _can_fuse(self, inputs, training, mask) -> bool:
@@ -92,8 +99,13 @@ class FusedBatchNormalization(layers.BatchNormalization):
         )
 
     def call(self, inputs, training=None, mask=None):
-        if not self._can_fuse(inputs, training, mask):
+        if not (training and self.trainable) or mask is not None or self.renorm:
             return super().call(inputs, training=training, mask=mask)
+        if self._can_fuse(inputs, training, mask):
+            return self._fused_call(inputs)
+        return self._training_call(inputs)
+
+    def _fused_call(self, inputs):
         import tensorflow as tf
 
         outputs, mean, variance, *_ = tf.compat.v1.nn.fused_batch_norm(
@@ -111,6 +123,38 @@ class FusedBatchNormalization(layers.BatchNormalization):
         self.moving_variance.assign(variance)
         return outputs
 
+    def _training_call(self, inputs):
+        """Keras' training branch, with the running variance updated unbiased."""
+        from keras import ops
+
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        mean, variance = self._moments(x, None)  # all-reduced over replicas when synchronized
+        count = self._values_per_channel(x)
+        unbiased = variance * (count / ops.maximum(count - 1.0, 1.0))
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum + unbiased * (1.0 - self.momentum))
+        outputs = ops.batch_normalization(
+            x=x,
+            mean=mean,
+            variance=variance,
+            axis=self.axis,
+            offset=ops.cast(self.beta, x.dtype) if self.center else None,
+            scale=ops.cast(self.gamma, x.dtype) if self.scale else None,
+            epsilon=self.epsilon,
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+    def _values_per_channel(self, x):
+        """Values each channel's moments were taken over (summed over replicas when synchronized)."""
+        import tensorflow as tf
+
+        shape = tf.shape(x)
+        count = tf.cast(tf.reduce_prod(tf.gather(shape, list(self._reduction_axes))), tf.float32)
+        context = tf.distribute.get_replica_context()
+        if self.synchronized and context is not None and context.num_replicas_in_sync > 1:
+            count = context.all_reduce("SUM", count)
+        return count
+
 
 def _bn(x, name: str, synchronized: bool):
     return FusedBatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=synchronized, name=name)(x)
@@ -122,6 +166,7 @@ def mnist_cnn(
     *,
     last_bias: bool = True,
     synchronized_bn: bool = False,
+    hidden_bn: bool = False,
     name: str = "mnist_cnn",
 ) -> keras.Model:
     """The paper's MNIST CNN (Table 3).
@@ -135,6 +180,8 @@ def mnist_cnn(
       last_bias: whether the last dense layer has a bias (the soft
         regularization of eq. 11 needs a bias-free one).
       synchronized_bn: all-reduce batch-norm moments across replicas.
+      hidden_bn: a batch norm between the 128-unit layer and its ReLU (the
+        reference code's q-network; :func:`build_predictor`).
       name: model name.
     """
     sync = synchronized_bn
@@ -145,7 +192,10 @@ def mnist_cnn(
         x = _bn(x, f"bn{i + 1}", sync)
         x = layers.ReLU(name=f"relu{i + 1}")(x)
     x = layers.Flatten(name="flatten")(x)
-    x = _dense(x, 128, activation="relu", name="fc1")
+    if hidden_bn:
+        x = layers.ReLU(name="fc1_relu")(_bn(_dense(x, 128, name="fc1"), "fc1_bn", sync))
+    else:
+        x = _dense(x, 128, activation="relu", name="fc1")
     outputs = _dense(x, num_classes, use_bias=last_bias, name="logits")
     return keras.Model(inputs, outputs, name=name)
 
@@ -306,4 +356,45 @@ def build_model(
         last_bias=last_bias,
         synchronized_bn=synchronized_bn,
         name=name or architecture,
+    )
+
+
+# The authors' q-network, per classifier architecture, as build options: on
+# MNIST their q has a batch norm after the 128-unit layer that the classifier
+# lacks (../shared/DESIGN.md, section 1). Others: the classifier's architecture.
+REFERENCE_PREDICTORS: Mapping[str, Mapping[str, object]] = {"mnist_cnn": {"hidden_bn": True}}
+Q_CHOICES = ("reference", "same", *ARCHITECTURES)
+
+
+def build_predictor(
+    q_architecture: str,
+    classifier_architecture: str,
+    num_classes: int,
+    input_shape: Sequence[int],
+    *,
+    synchronized_bn: bool = False,
+    name: str = "predictor_network",
+) -> keras.Model:
+    """Builds LIMIT's q-network.
+
+    Args:
+      q_architecture: ``"reference"`` (the authors' q for the classifier's
+        architecture: on the MNIST CNN a batch norm after the 128-unit
+        layer; elsewhere the classifier's architecture), ``"same"`` (the
+        classifier's architecture exactly) or any name of :data:`ARCHITECTURES`.
+      classifier_architecture: the classifier's architecture name.
+      num_classes, input_shape, synchronized_bn, name: as in :func:`build_model`.
+    """
+    if q_architecture not in Q_CHOICES:
+        raise ValueError(f"unknown q architecture {q_architecture!r}; allowed: {', '.join(Q_CHOICES)}.")
+    architecture = classifier_architecture if q_architecture in ("reference", "same") else q_architecture
+    options = dict(REFERENCE_PREDICTORS.get(architecture, {})) if q_architecture == "reference" else {}
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; allowed: {', '.join(ARCHITECTURES)}.")
+    return ARCHITECTURES[architecture](
+        int(num_classes),
+        tuple(int(d) for d in input_shape),
+        synchronized_bn=synchronized_bn,
+        name=name,
+        **options,
     )

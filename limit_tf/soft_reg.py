@@ -17,7 +17,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from limit_tf.wrapper import ClassifierWrapper, global_batch_size, one_hot_labels
+from limit_tf.gradients import global_batch_size, one_hot_labels
+from limit_tf.model_base import ClassifierWrapper
 
 
 def soft_penalty(z, probs, predictor_probs, y_one_hot, lam, beta) -> tf.Tensor:
@@ -62,40 +63,36 @@ class SoftRegularizationModel(ClassifierWrapper):
         self._with_features = keras.Model(classifier.inputs, [last.input, classifier.outputs[0]])
         self._build_networks(input_shape)
 
-    def _networks(self):
-        return [self.classifier, self.predictor_network]
-
     @property
     def metrics(self):
         return [self.loss_tracker, self.accuracy_tracker, self.penalty_tracker]
 
-    def compile(self, optimizer="adam", **kwargs):
-        self._require_built("compile")
-        super().compile(optimizer=optimizer, **kwargs)
-        self.optimizer.build(self._all_trainable_variables())
-
-    def _all_trainable_variables(self):
-        return self.classifier.trainable_variables + self.predictor_network.trainable_variables
-
     def train_step(self, data):
         x, y = data[0], data[1]
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(persistent=True) as tape:
             z, logits = self._with_features(x, training=True)
-            predictor_probs = tf.nn.softmax(self.predictor_network(x, training=True))
+            z, logits = self.float32(z), self.float32(logits)
+            predictor_probs = tf.nn.softmax(self.float32(self.predictor_network(x, training=True)))
             y_one_hot = one_hot_labels(y, logits.shape[-1])
             ce = tf.nn.softmax_cross_entropy_with_logits(labels=y_one_hot, logits=logits)
             penalty = soft_penalty(z, tf.nn.softmax(logits), predictor_probs, y_one_hot, self._lambda, self._beta)
             loss = tf.reduce_sum(ce + penalty) / global_batch_size(x)
-        variables = self._all_trainable_variables()
-        self.optimizer.apply(tape.gradient(loss, variables), variables)
+            for network in self._networks():
+                regularization = self.regularization(network)
+                if regularization is not None:
+                    loss += regularization
+        # One loss for both networks; each optimizer scales it its own way (mixed precision).
+        clf_grads = self.loss_gradients(tape, loss, self.classifier.trainable_variables, self.optimizer)
+        q_grads = self.loss_gradients(tape, loss, self.predictor_network.trainable_variables, self.predictor_optimizer)
+        del tape
+        self.apply_gradients(clf_grads, q_grads)
         self._track_classifier(logits, y_one_hot)
         self.penalty_tracker.update_state(penalty)
-        return {m.name: m.result() for m in self.metrics}
+        return self.results()
 
     def get_config(self):
         return {
             **super().get_config(),
-            "predictor_network": keras.saving.serialize_keras_object(self.predictor_network),
             "soft_lambda": float(self._lambda.numpy()),
             "beta": float(self._beta.numpy()),
         }

@@ -79,6 +79,7 @@ def tiny_config(workdir, data_dir, **changes):
         num_train_examples=200,
         epochs=2,
         batch_size=64,
+        verify_data=False,  # generated files, not the published ones
     )
     return ExperimentConfig(**{**settings, **changes})
 
@@ -93,10 +94,18 @@ def mnist_dir() -> Path:
 
 @pytest.fixture(autouse=True)
 def seed():
-    """Every test starts from the same seeds, and leaves a clean Keras session."""
+    """Every test starts from the same seeds and float32, and leaves a clean Keras session."""
     keras.utils.set_random_seed(1234)
     yield 1234
+    keras.mixed_precision.set_global_policy("float32")
     keras.backend.clear_session()
+
+
+@pytest.fixture
+def fake_data(tmp_path):
+    """Small generated MNIST-format files (random images, labels i % 10)."""
+    write_fake_mnist(tmp_path / "data", n_train=500, n_test=100)
+    return str(tmp_path / "data")
 
 
 @pytest.fixture

@@ -72,6 +72,14 @@ def test_invalid_arguments(call, match):
         call()
 
 
-def test_figure_2(tmp_path):
+def test_figure_2_plots_the_bound_per_noise_rate(tmp_path):
+    fig = bounds.figure2(noise_rates=(0.2, 0.8), max_info=3.0)
+    lines = fig.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["p = 0.2", "p = 0.8"]
+    for line, p in zip(lines, (0.2, 0.8), strict=True):
+        info, r0 = line.get_data()
+        assert r0[0] == pytest.approx(p, abs=1e-6)  # no information: r0 = p
+        assert r0[150] == pytest.approx(bounds.fano_lower_bound(info[150], num_classes=10, noise_rate=p), abs=1e-9)
+        assert all(np.diff(r0) <= 1e-12)  # more information, lower bound
     path = bounds.plot_figure2(tmp_path / "figure2.png")
-    assert path.is_file() and path.stat().st_size > 10_000
+    assert path.read_bytes()[:4] == b"\x89PNG"

@@ -41,12 +41,12 @@ def test_real_mnist_protocol(mnist_dir):
 def test_data_dir_from_environment(tmp_path, monkeypatch):
     _fake_mnist_dir(tmp_path)
     monkeypatch.setenv("LIMIT_DATA_DIR", str(tmp_path))
-    assert data.load_raw("mnist").x_train.shape == (600, 28, 28, 1)
+    assert data.load_raw("mnist", verify=False).x_train.shape == (600, 28, 28, 1)
 
 
 def test_split_protocol_on_generated_files(tmp_path):
     _fake_mnist_dir(tmp_path)
-    kw = dict(data_dir=tmp_path, noise="uniform", noise_rate=0.5, seed=1)
+    kw = dict(data_dir=tmp_path, noise="uniform", noise_rate=0.5, seed=1, verify=False)
     small = data.load_noisy_dataset("mnist", num_train_examples=50, **kw)
     large = data.load_noisy_dataset("mnist", num_train_examples=400, **kw)
     # 600 examples: validation keeps MNIST's 12k/60k share.
@@ -63,7 +63,9 @@ def test_split_protocol_on_generated_files(tmp_path):
 
 def test_clean_validation_option(tmp_path):
     _fake_mnist_dir(tmp_path)
-    ds = data.load_noisy_dataset("mnist", data_dir=tmp_path, noise="uniform", noise_rate=0.6, clean_validation=True)
+    ds = data.load_noisy_dataset(
+        "mnist", data_dir=tmp_path, noise="uniform", noise_rate=0.6, clean_validation=True, verify=False
+    )
     assert ds.validation.noise_rate == 0.0 and ds.realized_noise_rate > 0.4
 
 
@@ -72,7 +74,7 @@ def test_user_matrix(tmp_path):
     t = np.eye(10)
     t[0] = 0.0
     t[0, 1] = 1.0  # every 0 becomes a 1
-    ds = data.load_noisy_dataset("mnist", data_dir=tmp_path, noise_matrix=t)
+    ds = data.load_noisy_dataset("mnist", data_dir=tmp_path, noise_matrix=t, verify=False)
     assert set(ds.train.labels[ds.train.clean_labels == 0]) == {1}
     assert ds.train.noise_mask.sum() == (ds.train.clean_labels == 0).sum()
 
@@ -94,7 +96,7 @@ def test_cifar10_pickles(tmp_path, packed):
         folder.mkdir()
         for name, blob in blobs.items():
             (folder / name).write_bytes(blob)
-    raw = data.load_raw("cifar10", tmp_path)
+    raw = data.load_raw("cifar10", tmp_path, verify=False)
     assert raw.x_train.shape == (100, 32, 32, 3) and raw.x_test.shape == (10, 32, 32, 3)
     first = pickle.loads(blobs["data_batch_1"])[b"data"][0]
     np.testing.assert_array_equal(raw.x_train[0, :, :, 0].ravel(), first[:1024])  # channel-first rows -> HWC
@@ -106,7 +108,8 @@ def test_cifar100_fine_labels(tmp_path):
     folder.mkdir()
     (folder / "train").write_bytes(_cifar_blob(50, b"fine_labels", 100, rng))
     (folder / "test").write_bytes(_cifar_blob(10, b"fine_labels", 100, rng))
-    ds = data.load_noisy_dataset("cifar100", data_dir=tmp_path, noise="uniform", noise_rate=0.2)
+    ds = data.load_noisy_dataset("cifar100", data_dir=tmp_path, noise="uniform", noise_rate=0.2, verify=False)
+    assert ds.class_names[:3] == ("apple", "aquarium_fish", "baby") and len(ds.class_names) == 100
     assert ds.num_classes == 100 and ds.augment
 
 
@@ -129,12 +132,12 @@ def test_offline_without_data_fails_fast(tmp_path):
 def test_corrupt_and_truncated_files(tmp_path):
     d = _fake_mnist_dir(tmp_path)
     (d / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not a gzip file")
-    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte.gz is corrupt"):
-        data.load_raw("mnist", tmp_path)
+    with pytest.raises(data.DataFileError, match="t10k-labels-idx1-ubyte.gz is corrupt"):
+        data.load_raw("mnist", tmp_path, verify=False)
     with gzip.open(d / "t10k-labels-idx1-ubyte.gz", "wb") as f:
         f.write(bytes([0, 0, 8, 1]) + (100).to_bytes(4, "big") + bytes(10))
-    with pytest.raises(ValueError, match="truncated or corrupt"):
-        data.load_raw("mnist", tmp_path)
+    with pytest.raises(data.DataFileError, match="truncated or corrupt"):
+        data.load_raw("mnist", tmp_path, verify=False)
 
 
 def test_bad_arguments(tmp_path):
@@ -144,20 +147,20 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(
         ValueError, match=r"num_train_examples=50000 is not allowed for mnist: it must be in \[1, 48000\]"
     ):
-        data.load_noisy_dataset("mnist", data_dir=tmp_path, num_train_examples=50000)
+        data.load_noisy_dataset("mnist", data_dir=tmp_path, num_train_examples=50000, verify=False)
     with pytest.raises(ValueError, match="noise rate 1.0 is outside"):
-        data.load_noisy_dataset("mnist", data_dir=tmp_path, noise_rate=1.0)
+        data.load_noisy_dataset("mnist", data_dir=tmp_path, noise_rate=1.0, verify=False)
     with pytest.raises(ValueError, match="row 1 sums to"):
         bad = np.eye(10)
         bad[1, 2] = 0.5
-        data.load_noisy_dataset("mnist", data_dir=tmp_path, noise_matrix=bad)
+        data.load_noisy_dataset("mnist", data_dir=tmp_path, noise_matrix=bad, verify=False)
     with pytest.raises(ValueError, match="unknown data source"):
         data.load_raw("mnist", tmp_path, source="web")
 
 
 def test_pipeline_carries_metadata_and_normalizes(tmp_path):
     _fake_mnist_dir(tmp_path)
-    ds = data.load_noisy_dataset("mnist", data_dir=tmp_path, noise="uniform", noise_rate=0.5)
+    ds = data.load_noisy_dataset("mnist", data_dir=tmp_path, noise="uniform", noise_rate=0.5, verify=False)
     batch = next(iter(data.to_tf_dataset(ds, "train", batch_size=32, with_metadata=True)))
     idx = batch["index"].numpy()
     np.testing.assert_array_equal(batch["label"].numpy(), ds.train.labels[idx])
@@ -168,23 +171,39 @@ def test_pipeline_carries_metadata_and_normalizes(tmp_path):
     assert x.shape == (7, 28, 28, 1) and x.dtype == tf.float32 and y.dtype == tf.int32
 
 
-def test_training_pipeline_shuffles_each_epoch_and_covers_all(tmp_path):
-    _fake_mnist_dir(tmp_path)
-    ds = data.load_noisy_dataset("mnist", data_dir=tmp_path, num_train_examples=100)
-    pipe = data.to_tf_dataset(ds, "train", batch_size=64, training=True, with_metadata=True, seed=1)
-    epochs = [np.concatenate([b["index"].numpy() for b in pipe]) for _ in range(2)]
-    assert sorted(epochs[0]) == list(range(100))
-    assert not np.array_equal(epochs[0], epochs[1])
+def test_training_stream_orders_each_epoch_by_seed_and_epoch_only(rng):
+    x = np.arange(100, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)  # row i holds i
+    ds = data.from_arrays(x, np.arange(100) % 2, x_test=x[:10], y_test=np.zeros(10, int), validation_fraction=0.1)
+    order = np.round(ds.train.x[:, 0]).astype(int)
+
+    def epochs(first, last, seed=1):
+        stream, steps = data.training_stream(ds, batch_size=32, epochs=last, seed=seed, first_epoch=first)
+        rows = np.concatenate([np.round(b[0].numpy()[:, 0]).astype(int) for b in stream])
+        return rows.reshape(last - first, -1), steps
+
+    full, steps = epochs(0, 3)
+    assert steps == 3 and full.shape == (3, 90)
+    assert all(sorted(e) == sorted(order) for e in full)  # every example once per epoch
+    assert not np.array_equal(full[0], full[1])  # reshuffled each epoch
+    resumed, _ = epochs(2, 3)
+    np.testing.assert_array_equal(resumed[0], full[2])  # epoch 2 is the same whatever came before
+    other, _ = epochs(0, 3, seed=2)
+    assert not np.array_equal(other[0], full[0])
+    with pytest.raises(ValueError, match="first_epoch=3 is not allowed"):
+        data.training_stream(ds, batch_size=32, epochs=3, first_epoch=3)
 
 
 def test_cifar_augmentation_only_in_training(rng):
     x = rng.integers(0, 256, (60, 32, 32, 3), dtype=np.uint8)
     ds = data.from_arrays(x, np.arange(60) % 10, num_classes=10)
     ds = data.NoisyDataset(**{**ds.__dict__, "augment": True})
-    train = next(iter(data.to_tf_dataset(ds, "train", batch_size=8, training=True, with_metadata=True)))
-    raw = ds.train.x[train["index"].numpy()].astype(np.float32) / 255.0
-    assert train["image"].shape == (8, 32, 32, 3)
-    assert not np.allclose(train["image"].numpy(), raw)  # cropped / flipped
+    stream, _ = data.training_stream(ds, batch_size=len(ds.train), epochs=2, seed=0)
+    first, second = (batch[0].numpy() for batch in stream)
+    raw = ds.train.x.astype(np.float32) / 255.0
+    assert first.shape == raw.shape
+    # Cropped / flipped: no training image equals its raw version exactly, and epochs differ.
+    assert not any(np.allclose(img, r) for img in first[:10] for r in raw)
+    assert not np.allclose(first, second)
     test = next(iter(data.to_tf_dataset(ds, "test", batch_size=8)))[0]
     np.testing.assert_allclose(test.numpy(), ds.test.x[:8].astype(np.float32) / 255.0, atol=1e-6)
 
@@ -201,9 +220,42 @@ def test_from_arrays_tabular(rng):
     np.testing.assert_allclose(xb.numpy().std(axis=0), 1.0, atol=1e-3)
 
 
-def test_from_arrays_rejects_mismatch():
-    with pytest.raises(ValueError, match="x has 3 examples but y has 2"):
-        data.from_arrays(np.zeros((3, 2)), np.zeros(2))
+@pytest.mark.parametrize(
+    "x,y,match",
+    [
+        (np.zeros((3, 2)), np.zeros(2, int), r"x has shape \(3, 2\) and y \(2,\)"),
+        (np.array([[0.0, np.nan], [1.0, 2.0]]), [0, 1], r"x hold a NaN or infinite value at index \(0, 1\)"),
+        (np.array([["a", "b"], ["c", "d"]]), [0, 1], "x have dtype <U1: numbers are required"),
+        (np.zeros((2, 2)), [0.0, 1.5], r"labels y hold a fractional value \(1.5 at index 1\)"),
+        (np.zeros((2, 2)), [0, -1], r"labels y span \[-1, 0\]"),
+    ],
+)
+def test_from_arrays_rejects_bad_inputs(x, y, match):
+    with pytest.raises(ValueError, match=match):
+        data.from_arrays(x, y, num_classes=2 if min(y) < 0 else None)
+
+
+def test_from_arrays_accepts_whole_float_labels_and_class_names(rng):
+    ds = data.from_arrays(rng.normal(size=(40, 3)), np.arange(40) % 2 * 1.0, class_names=("no", "yes"))
+    assert ds.train.labels.dtype == np.int64 and ds.class_names == ("no", "yes")
+    with pytest.raises(ValueError, match="class_names has 3 names for 2 classes"):
+        data.from_arrays(rng.normal(size=(40, 3)), np.arange(40) % 2, class_names=("a", "b", "c"))
+
+
+def test_published_checksums_catch_an_altered_file(tmp_path, mnist_dir):
+    import shutil
+
+    raw = data.load_raw("mnist", mnist_dir)  # the real files pass
+    assert data.get_spec("mnist").class_names[7] == "7"
+    copy = tmp_path / "mnist"
+    shutil.copytree(mnist_dir / "mnist", copy)
+    labels = copy / "train-labels-idx1-ubyte.gz"
+    with gzip.open(labels, "wb") as f:  # a well-formed IDX file whose labels are all 0
+        f.write(bytes([0, 0, 8, 1]) + (60000).to_bytes(4, "big") + bytes(60000))
+    with pytest.raises(data.DataFileError, match="train-labels-idx1-ubyte.gz is not the published mnist file"):
+        data.load_raw("mnist", tmp_path)
+    altered = data.load_raw("mnist", tmp_path, verify=False)  # on purpose
+    assert altered.y_train.max() == 0 and altered.x_train.shape == raw.x_train.shape
 
 
 def test_clothing1m_manual_dir(tmp_path):

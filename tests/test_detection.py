@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from limit_tf import LimitModel, detection, models, train
+from limit_tf import LimitModel, detection, models, train, workdir
 from tests.conftest import tiny_config, write_fake_mnist
 
 P = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [1.0, 0.0, 0.0], [0.3, 0.4, 0.3]])
@@ -30,6 +30,8 @@ def test_rank_by_budget_and_threshold():
         detection.rank(scores)
     with pytest.raises(ValueError, match="budget=9"):
         detection.rank(scores, budget=9)
+    with pytest.raises(ValueError, match="threshold=nan is not allowed"):
+        detection.rank(scores, threshold=float("nan"))
 
 
 def test_evaluate_uses_known_mask():
@@ -53,7 +55,7 @@ def test_score_examples_with_a_limit_model_and_a_plain_classifier(rng):
     r = keras.ops.convert_to_numpy(keras.ops.softmax(model.predictor_network(x)))
     np.testing.assert_allclose(scores, np.linalg.norm(np.eye(3)[y] - r, axis=1), rtol=1e-5)
     assert detection.score_examples(net(), x, y, "self_confidence").shape == (20,)
-    with pytest.raises(ValueError, match="needs a LimitModel"):
+    with pytest.raises(ValueError, match="needs a model with a q-network"):
         detection.score_examples(net(), x, y, "limit")
     with pytest.raises(ValueError, match="unknown score 'loss'"):
         detection.score_examples(net(), x, y, "loss")
@@ -73,3 +75,25 @@ def test_detect_in_run_writes_outputs(tmp_path):
     assert float(rows[0]["score"]) >= float(rows[-1]["score"])
     assert (out / "score_histogram.png").is_file() and (out / "suspects_grid.png").is_file()
     assert detection.detect_in_run(tmp_path / "run", score="normalized_margin")["num_examples"] == 200
+
+
+def test_an_unfinished_run_is_scored_with_its_best_epoch_so_far_and_a_warning(tmp_path, caplog):
+    import keras
+
+    write_fake_mnist(tmp_path / "data", n_train=300, n_test=50)
+    config = tiny_config(tmp_path / "run", tmp_path / "data", method="limit", predictor="laplace", beta=1.0, epochs=3)
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train.run_experiment(config, callbacks=[Stop()])
+    assert not workdir.RunDir(tmp_path / "run").finished
+    with caplog.at_level("WARNING"):
+        report = detection.detect_in_run(tmp_path / "run", score="limit", budget=0.5)
+    assert report["num_flagged"] == 100
+    assert any("is unfinished (2 of at most 3 epochs)" in r.getMessage() for r in caplog.records)
+    with pytest.raises(FileNotFoundError, match="not a run's work dir"):
+        detection.detect_in_run(tmp_path / "nothing")

@@ -1,143 +1,102 @@
-import keras
-import numpy as np
+"""The method table: complete, consistent with the config, the builders and the paper."""
+
+import dataclasses
+import subprocess
+import sys
+
 import pytest
-import tensorflow as tf
 
-from limit_tf import methods, models
-from limit_tf.config import ExperimentConfig
-from limit_tf.gradient_noise import GradientNoiseModel
-from limit_tf.soft_reg import SoftRegularizationModel, soft_penalty
-
-K = 4
-SHAPE = (6,)
+from limit_tf import methods, paper
+from limit_tf.config import DEFAULTS, ExperimentConfig
+from tests.conftest import REPO
 
 
-@pytest.fixture
-def tiny(rng):
-    x = rng.normal(size=(64, *SHAPE)).astype(np.float32)
-    y = rng.integers(0, K, 64)
-    return x, y
+def test_every_method_has_a_builder_and_every_builder_a_method():
+    from limit_tf import builders
+
+    assert set(builders.BUILDERS) == set(methods.METHODS)
 
 
-@pytest.fixture
-def ce_weights(tmp_path, tiny):
-    ctx = _ctx("ce")
-    model = methods.build_method(ctx)
-    model.fit(*tiny, batch_size=32, epochs=1, verbose=0)
-    path = tmp_path / "best.weights.h5"
-    model.save_weights(path)
-    return str(path)
+def test_hyperparameters_are_config_fields_with_valid_defaults():
+    fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    for spec in methods.METHODS.values():
+        for h in spec.hyperparameters:
+            assert h.name in fields, (spec.name, h.name)
+            assert h.problem(DEFAULTS[h.name]) is None or h.exclusive_minimum, (spec.name, h.name)
+            for value in h.grid:
+                assert h.problem(value) is None, (spec.name, h.name, value)
 
 
-def _ctx(method, init_weights=None, train_inputs=None, **config):
-    settings = {"workdir": "unused", "method": method, "architecture": "mlp", "noise_std": 0.1, "beta": 1.0, **config}
-    return methods.MethodContext(
-        ExperimentConfig(**settings), K, SHAPE, init_weights=init_weights, train_inputs=train_inputs
-    )
+def test_variants_name_methods_and_paper_rows():
+    labels = [v.paper_label for _, v in methods.VARIANTS.values() if v.paper_label]
+    assert sorted(labels) == sorted(paper.MNIST_ROWS)  # every row of the paper's table, once
+    assert methods.paper_variants()[0] == methods.CE and len(methods.paper_variants()) == len(paper.MNIST_ROWS)
+    for name, (spec, _) in methods.VARIANTS.items():
+        settings = methods.variant_settings(name)
+        assert settings["method"] == spec.name
+        assert methods.variant_of({**DEFAULTS, **settings}).name == name
 
 
-def test_table_has_every_method_of_the_runner():
-    from limit_tf.config import METHOD_NAMES
-
-    assert set(methods.METHODS) == set(METHOD_NAMES)
-
-
-@pytest.mark.parametrize("method", sorted(methods.METHODS))
-def test_a_few_fit_steps_per_method(method, tiny, ce_weights, tmp_path):
-    x, y = tiny
-    train_inputs = tf.data.Dataset.from_tensor_slices(x).batch(32)
-    ctx = _ctx(method, init_weights=ce_weights, train_inputs=train_inputs, predictor="laplace")
-    model = methods.build_method(ctx)
-    history = model.fit(x, y, batch_size=16, epochs=2, validation_data=(x, y), verbose=0)
-    assert np.all(np.isfinite(history.history["loss"])) and "val_accuracy" in history.history
-    logs = model.evaluate(x, y, verbose=0, return_dict=True)
-    assert 0.0 <= logs["accuracy"] <= 1.0
-    assert methods.classifier_of(model).predict(x[:2], verbose=0).shape == (2, K)
-    path = tmp_path / f"{method}.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
-
-
-def test_fw_and_dmi_start_from_the_ce_model(tiny, ce_weights):
-    reference = models.build_model("mlp", K, SHAPE)
-    reference.load_weights(ce_weights)
-    train_inputs = tf.data.Dataset.from_tensor_slices(tiny[0]).batch(32)
-    for method in ("fw", "dmi"):
-        model = methods.build_method(_ctx(method, init_weights=ce_weights, train_inputs=train_inputs))
-        for a, b in zip(model.weights, reference.weights, strict=True):
-            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-
-
-def test_unknown_method_and_missing_init():
-    with pytest.raises(ValueError, match="unknown method 'sgd'"):
-        methods.build_method(methods.MethodContext(ExperimentConfig(workdir="x").replace(method="sgd"), K, SHAPE))
-    with pytest.raises(ValueError, match="starts from a trained CE model"):
-        methods.build_method(_ctx("dmi"))
-
-
-@pytest.mark.parametrize("distribution", ["gaussian", "laplace"])
-def test_gradient_noise_has_the_stated_per_example_std(distribution):
-    n, std = 300, 0.2
-    inputs = keras.Input((n,))
-    clf = keras.Model(inputs, keras.layers.Dense(K, use_bias=False)(inputs))
-    model = GradientNoiseModel(clf, distribution=distribution, noise_std=std)
-    model.compile(keras.optimizers.SGD(1.0))
-    x = np.eye(n, dtype=np.float32)  # dW = -g / n exactly (see test_limit)
-    y = np.arange(n) % K
-    w = np.asarray(clf.weights[0], np.float64)
-    p = np.exp(x @ w) / np.exp(x @ w).sum(axis=1, keepdims=True)
-    model.train_on_batch(x, y)
-    g = -n * (np.asarray(clf.weights[0], np.float64) - w)
-    eps = (g - (p - np.eye(K)[y])).ravel()
-    assert eps.std() == pytest.approx(std, rel=0.06) and abs(eps.mean()) < 0.03
-
-
-def test_soft_penalty_against_hand_computation(rng):
-    z = rng.normal(size=(3, 5)).astype(np.float32)
-    probs, r = (rng.dirichlet(np.ones(K), size=3).astype(np.float32) for _ in range(2))
-    y = np.eye(K, dtype=np.float32)[[0, 1, 3]]
-    got = soft_penalty(z, probs, r, y, 0.1, 2.0).numpy()
-    expected = (z**2).sum(1) * (0.1 * ((y - r) ** 2).sum(1) + 2.0 * ((probs - r) ** 2).sum(1))
-    np.testing.assert_allclose(got, expected, rtol=1e-5)
-
-
-def test_soft_reg_with_zero_weights_is_plain_cross_entropy(tiny):
-    x, y = tiny
-    clf = models.build_model("mlp", K, SHAPE, last_bias=False)
-    reference = models.build_model("mlp", K, SHAPE, last_bias=False)
-    reference.set_weights(clf.get_weights())
-    model = SoftRegularizationModel(clf, models.build_model("mlp", K, SHAPE), soft_lambda=0.0, beta=0.0)
-    model.compile(keras.optimizers.SGD(0.1))
-    reference.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.train_on_batch(x, y)
-    reference.train_on_batch(x, y)
-    for a, b in zip(clf.weights, reference.weights, strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+def test_paper_grids_are_the_papers():
+    limit = methods.get(methods.LIMIT)
+    assert limit.hyperparameter("beta").grid == (0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+    assert limit.hyperparameter("sigma_q").grid == (0.01, 0.03, 0.1, 0.3)
+    soft = methods.get("soft_reg")
+    assert soft.hyperparameter("soft_lambda").grid == (0.001, 0.01, 0.03, 0.1)
+    assert soft.hyperparameter("beta").grid == (0.0, 0.01, 0.1, 1.0, 10.0)
+    assert methods.get("dmi").hyperparameter("learning_rate").grid == (1e-3, 1e-4, 1e-5, 1e-6)
+    assert methods.get(methods.CE).hyperparameter("learning_rate").grid == ()
+    assert {m for m, s in methods.METHODS.items() if s.starts_from_ce == "required"} == {"fw", "dmi"}
 
 
 @pytest.mark.parametrize(
-    "make,match",
+    "settings,name,label",
     [
-        (lambda: GradientNoiseModel(models.build_model("mlp", K, SHAPE), noise_std=-0.1), "noise_std=-0.1"),
+        ({"method": "ce"}, "ce", "ce"),
+        ({"method": "ce", "learning_rate": 1e-4}, "ce_lr0.0001", "ce (lr=0.0001)"),
+        ({"method": "limit", "predictor": "laplace", "beta": 10.0}, "limit_l_beta10", "limit_l (beta=10)"),
         (
-            lambda: GradientNoiseModel(models.build_model("mlp", K, SHAPE), distribution="cauchy"),
-            "distribution='cauchy'",
+            {"method": "limit", "predictor": "gaussian", "sample": True, "beta": 3.0, "sigma_q": 0.1},
+            "limit_g_s_beta3_sigma0.1",
+            "limit_g_s (beta=3, sigma=0.1)",
         ),
         (
-            lambda: SoftRegularizationModel(
-                models.build_model("mlp", K, SHAPE, last_bias=False),
-                models.build_model("mlp", K, SHAPE),
-                soft_lambda=-1.0,
-            ),
-            "soft_lambda=-1.0",
+            {"method": "limit", "predictor": "laplace", "beta": 1.0, "init_from": "runs/ce"},
+            "limit_l_beta1_init",
+            "limit_l (beta=1, +init)",
         ),
+        ({"method": "gce", "gce_q": 0.5}, "gce_q0.5", "gce (q=0.5)"),
+        ({"method": "dmi", "learning_rate": 1e-5}, "dmi_lr1e-05", "dmi (lr=1e-05)"),
+        ({"method": "ce_gn", "noise_std": 0.3}, "ce_gn_std0.3", "ce_gn (std=0.3)"),
         (
-            lambda: SoftRegularizationModel(models.build_model("mlp", K, SHAPE), models.build_model("mlp", K, SHAPE)),
-            "bias-free Dense",
+            {"method": "soft_reg", "beta": 0.1, "soft_lambda": 0.03, "q_architecture": "same"},
+            "soft_reg_lambda0.03_beta0.1_qnetsame",
+            "soft_reg (lambda=0.03, beta=0.1, qnet=same)",
         ),
     ],
 )
-def test_bad_arguments(make, match):
-    with pytest.raises(ValueError, match=match):
-        make()
+def test_run_names_and_labels_come_from_the_table(settings, name, label):
+    settings = {**DEFAULTS, **settings}
+    assert methods.run_name(settings, defaults=DEFAULTS) == name
+    assert methods.label(settings, defaults=DEFAULTS) == label
+
+
+def test_hyperparameter_ranges():
+    sigma = methods.get(methods.LIMIT).hyperparameter("sigma_q")
+    assert sigma.problem(0.0) == "it must be > 0"
+    assert sigma.problem(float("nan")) == "it must be a finite number"
+    assert sigma.active({"sample": True}) and not sigma.active({"sample": False})
+    q = methods.get("gce").hyperparameter("gce_q")
+    assert q.problem(1.0) is None and q.problem(1.5) == "it must be in (0, 1]"
+    assert methods.get(methods.LIMIT).hyperparameter("predictor").problem("student").startswith("allowed:")
+    with pytest.raises(ValueError, match="unknown method 'sgd'"):
+        methods.get("sgd")
+
+
+def test_table_modules_do_not_import_tensorflow():
+    code = (
+        "import sys; import limit_tf.methods, limit_tf.config, limit_tf.workdir, limit_tf.report, limit_tf.cli; "
+        "import limit_tf.data; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False False", out.stderr[-2000:]

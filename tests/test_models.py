@@ -125,3 +125,48 @@ def test_builders_use_the_fused_layer():
     layers = models.build_model("mnist_cnn", 10, (28, 28, 1)).layers
     bns = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(bns) == 4 and all(isinstance(layer, models.FusedBatchNormalization) for layer in bns)
+
+
+@pytest.mark.parametrize("shape", [(16, 7), (8, 5, 5, 6)], ids=["dense", "conv"])
+def test_every_training_path_keeps_the_unbiased_running_variance(shape, rng):
+    """The fused path (4-D) and Keras' path (2-D, and synchronized under a strategy) update alike."""
+    import tensorflow as tf
+
+    x = tf.constant(rng.normal(1.0, 2.0, size=shape).astype(np.float32))
+    for synchronized in (False, True):
+        layer = models.FusedBatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized)
+        layer.build(x.shape)
+        y = layer(x, training=True).numpy()
+        values = x.numpy().reshape(-1, shape[-1])
+        n = values.shape[0]
+        np.testing.assert_allclose(layer.moving_mean.numpy(), 0.1 * values.mean(axis=0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            layer.moving_variance.numpy(), 0.9 + 0.1 * values.var(axis=0) * n / (n - 1), rtol=1e-5
+        )
+        normalized = (values - values.mean(axis=0)) / np.sqrt(values.var(axis=0) + 1e-5)  # the biased batch variance
+        np.testing.assert_allclose(y.reshape(-1, shape[-1]), normalized, atol=1e-4)
+
+
+def test_architecture_names_agree_with_the_tensorflow_free_copy():
+    from limit_tf import methods
+
+    assert tuple(models.ARCHITECTURES) == methods.ARCHITECTURES
+    assert methods.Q_ARCHITECTURE.choices == models.Q_CHOICES
+
+
+def test_reference_q_network_has_one_batch_norm_more_on_mnist():
+    clf = models.build_model("mnist_cnn", 10, (28, 28, 1))
+    q = models.build_predictor("reference", "mnist_cnn", 10, (28, 28, 1))
+    same = models.build_predictor("same", "mnist_cnn", 10, (28, 28, 1))
+    names = lambda m: [layer.name for layer in m.layers]  # noqa: E731
+    assert names(same) == names(clf)
+    assert set(names(q)) - set(names(clf)) == {"fc1_bn", "fc1_relu"}
+    assert _trainable(q) == _trainable(clf) + 2 * 128
+    other = models.build_predictor("mlp", "mnist_cnn", 10, (28, 28, 1))
+    assert names(other) == names(models.build_model("mlp", 10, (28, 28, 1)))
+    assert (
+        models.build_predictor("reference", "resnet34", 10, (32, 32, 3)).count_params()
+        == models.build_model("resnet34", 10, (32, 32, 3)).count_params()
+    )
+    with pytest.raises(ValueError, match="unknown q architecture 'vgg'"):
+        models.build_predictor("vgg", "mnist_cnn", 10, (28, 28, 1))

@@ -15,15 +15,15 @@ import sys
 import time
 from pathlib import Path
 
-import h5py
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from limit_tf import LimitModel, distribute, loop, train
-from limit_tf.config import ConfigError, check_tf_config
+from limit_tf import train, workdir
 from tests.conftest import REPO, tiny_config, write_fake_mnist
+
+# Every test here starts worker processes and takes tens of seconds.
+pytestmark = pytest.mark.slow
 
 WORKER_TIMEOUT_S = 150
 
@@ -92,24 +92,30 @@ class Cluster:
         self.kill()
 
 
-def _weights(path):
-    arrays = []
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: arrays.append(obj[()]) if isinstance(obj, h5py.Dataset) else None)
-    return arrays
+def _best_weights(run_dir):
+    return keras.models.load_model(Path(run_dir) / "best.keras").get_weights()
 
 
-def _assert_same_run(workdir_a, workdir_b, atol=1e-4):
-    a = json.loads((Path(workdir_a) / "results.json").read_text())
-    b = json.loads((Path(workdir_b) / "results.json").read_text())
+def _assert_same_run(workdir_a, workdir_b, *, exact):
+    """Equal results; equal weights when ``exact`` (two runs of the same cluster), else close curves.
+
+    One process and two workers sum the gradients in another order; Adam turns
+    those rounding differences into lr-sized steps on near-zero gradients, so
+    their weights differ by up to a few lr while the curves agree.
+    """
+    a, b = workdir.RunDir(workdir_a).results(), workdir.RunDir(workdir_b).results()
     for key in ("best_epoch", "epochs_run"):
         assert a[key] == b[key], key
     for key in ("test_accuracy", "best_val_accuracy"):
-        assert a[key] == pytest.approx(b[key], abs=1e-3), key
-    wa, wb = _weights(Path(workdir_a) / "best.weights.h5"), _weights(Path(workdir_b) / "best.weights.h5")
-    assert len(wa) == len(wb) > 0
-    worst = max(float(np.max(np.abs(x - y))) for x, y in zip(wa, wb, strict=True))
-    assert worst < atol, worst
+        assert a[key] == pytest.approx(b[key], abs=0 if exact else 0.02), key
+    rows_a, rows_b = workdir.RunDir(workdir_a).metrics(), workdir.RunDir(workdir_b).metrics()
+    assert [r["epoch"] for r in rows_a] == [r["epoch"] for r in rows_b]
+    for ra, rb in zip(rows_a, rows_b, strict=True):
+        for key in ("loss", "q_loss", "val_loss"):
+            assert ra[key] == pytest.approx(rb[key], rel=0 if exact else 2e-3), key
+    if exact:
+        for x, y in zip(_best_weights(workdir_a), _best_weights(workdir_b), strict=True):
+            np.testing.assert_array_equal(x, y)
 
 
 @pytest.fixture
@@ -130,27 +136,24 @@ def test_two_workers_equal_one_process(tmp_path, data_dir):
         assert codes == [0, 0], cluster.log("run", 0)[-3000:] + cluster.log("run", 1)[-3000:]
     single = config.replace(workdir=str(tmp_path / "single"))
     train.run_experiment(single)
-    _assert_same_run(tmp_path / "multi", tmp_path / "single")
+    _assert_same_run(tmp_path / "multi", tmp_path / "single", exact=False)
     # The chief wrote the work dir; the other worker left nothing behind.
-    assert (tmp_path / "multi" / "metrics.csv").is_file()
-    assert not (tmp_path / "multi" / "workers").exists()
-    assert not (tmp_path / "multi" / "backup").exists()
-    rows = train.read_metrics(tmp_path / "multi")
-    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    run = workdir.RunDir(tmp_path / "multi")
+    assert [int(r["epoch"]) for r in run.metrics()] == [0, 1, 2]
+    assert not run.file("workers").exists() and not run.checkpoint_dir.exists()
 
 
-@pytest.mark.slow
 def test_killed_worker_then_restart_resumes(tmp_path, data_dir):
     """SIGKILL one worker mid-run, stop the chief, restart both: the run resumes from
     the last checkpointed epoch and ends exactly as an uninterrupted two-worker run."""
     epochs = 8
     config = _config(tmp_path / "multi", data_dir, epochs=epochs, patience=epochs)
     ports = _free_ports(2)
-    backup = tmp_path / "multi" / "backup"
+    checkpoints = workdir.RunDir(tmp_path / "multi").checkpoint_dir
     with Cluster(config, ports, tmp_path) as cluster:
         cluster.start("first")
         deadline = time.time() + WORKER_TIMEOUT_S
-        while not list(backup.glob("epoch-3.index")):
+        while not list(checkpoints.glob("epoch-3.index")):
             assert time.time() < deadline, cluster.log("first", 0)[-3000:]
             assert all(p.poll() is None for p in cluster.procs), cluster.log("first", 0)[-3000:]
             time.sleep(0.05)
@@ -169,128 +172,4 @@ def test_killed_worker_then_restart_resumes(tmp_path, data_dir):
     straight = config.replace(workdir=str(tmp_path / "straight"))
     with Cluster(straight, _free_ports(2), tmp_path) as cluster:
         assert cluster.start("straight").wait() == [0, 0], cluster.log("straight", 0)[-3000:]
-    _assert_same_run(tmp_path / "multi", tmp_path / "straight", atol=1e-6)
-
-
-# --------------------------------------------------------------------------
-# The loop itself, in process, under a 2-replica MirroredStrategy.
-
-
-def _net():
-    inputs = keras.Input((6,))
-    x = keras.layers.Dense(16, activation="relu")(inputs)
-    return keras.Model(inputs, keras.layers.Dense(4)(x))
-
-
-def _limit(weights=None):
-    model = LimitModel(_net(), _net(), predictor="gaussian", beta=2.0, warmup_epochs=1)
-    model.compile(keras.optimizers.Adam(1e-2))
-    if weights is not None:
-        model.set_weights(weights)
-    return model
-
-
-def _data(rng, n=96):
-    x = rng.normal(size=(n, 6)).astype(np.float32)
-    y = rng.integers(0, 4, n).astype(np.int32)
-    return x, y
-
-
-def test_trainer_two_replicas_equal_one_device(rng, tmp_path):
-    x, y = _data(rng, n=97)
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(30)  # 30, 30, 30, 7: the 7 split 3 + 4
-    reference = _limit()
-    weights = reference.get_weights()
-    one = loop.DistributedTrainer(reference, tf.distribute.get_strategy())
-    history_one = one.fit(ds.repeat(), epochs=3, steps_per_epoch=4, validation_data=ds)
-    strategy = distribute.get_strategy("mirrored", ("/cpu:0", "/cpu:1"))
-    with strategy.scope():
-        model = _limit(weights)
-    two = loop.DistributedTrainer(model, strategy)
-    history_two = two.fit(ds.repeat(), epochs=3, steps_per_epoch=4, validation_data=ds, backup_dir=tmp_path / "b")
-    for a, b in zip(reference.get_weights(), model.get_weights(), strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-5)
-    assert history_one.keys() == history_two.keys()
-    assert "val_accuracy" in history_two and "val_q_loss" not in history_two  # q metrics are training-only
-    for key in history_one:  # global metrics, not one replica's
-        np.testing.assert_allclose(history_one[key], history_two[key], rtol=1e-5, atol=1e-6, err_msg=key)
-    assert sorted(p.name for p in (tmp_path / "b").glob("*.index")) == ["epoch-2.index", "epoch-3.index"]
-
-
-def test_trainer_restore_resumes_bit_identically(rng, tmp_path):
-    x, y = _data(rng)
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
-    straight = _limit()
-    weights = straight.get_weights()
-    loop.DistributedTrainer(straight).fit(ds.repeat(), epochs=4, steps_per_epoch=3)
-    first = _limit(weights)
-    loop.DistributedTrainer(first).fit(ds.repeat(), epochs=2, steps_per_epoch=3, backup_dir=tmp_path)
-    resumed = _limit()  # fresh weights: everything must come from the checkpoint
-    trainer = loop.DistributedTrainer(resumed)
-    start = trainer.restore(tmp_path)
-    assert start == 2
-    trainer.fit(ds.repeat(), epochs=4, steps_per_epoch=3, initial_epoch=start, backup_dir=tmp_path)
-    for a, b in zip(straight.get_weights(), resumed.get_weights(), strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert int(resumed.optimizer.iterations) == int(straight.optimizer.iterations) == 4 * 3 - 3  # warm-up epoch
-
-
-def test_trainer_warmup_freezes_the_classifier_only(rng):
-    x, y = _data(rng)
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
-    model = _limit()
-    clf, q = model.classifier.get_weights(), model.predictor_network.get_weights()
-    loop.DistributedTrainer(model).fit(ds.repeat(), epochs=1, steps_per_epoch=3)  # the warm-up epoch
-    for a, b in zip(clf, model.classifier.get_weights(), strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert any(not np.array_equal(a, b) for a, b in zip(q, model.predictor_network.get_weights(), strict=True))
-    assert not model._classifier_frozen  # switched back after training
-
-
-def test_trainer_stops_on_chief_request_and_reraises_callback_errors(rng):
-    x, y = _data(rng)
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
-
-    class StopAfterTwo(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            self.model.stop_training = epoch >= 1
-
-    history = loop.DistributedTrainer(_limit()).fit(
-        ds.repeat(), epochs=10, steps_per_epoch=2, callbacks=[StopAfterTwo()]
-    )
-    assert len(history["loss"]) == 2
-
-    class Boom(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            raise ValueError("boom")
-
-    with pytest.raises(ValueError, match="boom"):
-        loop.DistributedTrainer(_limit()).fit(ds.repeat(), epochs=3, steps_per_epoch=1, callbacks=[Boom()])
-
-
-def test_tf_config_errors_name_the_problem():
-    with pytest.raises(ConfigError, match=r"TF_CONFIG.*not set"):
-        check_tf_config({})
-    with pytest.raises(ConfigError, match="not valid JSON"):
-        check_tf_config({"TF_CONFIG": "{cluster"})
-    with pytest.raises(ConfigError, match="index 2 is not in its cluster"):
-        check_tf_config(
-            {"TF_CONFIG": json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}})}
-        )
-    good = {"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}
-    assert check_tf_config({"TF_CONFIG": json.dumps(good)}) == good
-
-
-def test_runner_rejects_multi_worker_without_tf_config(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    result = subprocess.run(
-        [sys.executable, "-m", "limit_tf.main", "--strategy=multi_worker", f"--workdir={tmp_path / 'w'}"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2
-    assert "TF_CONFIG" in result.stderr.strip().splitlines()[-1]
-    assert not (tmp_path / "w").exists()
+    _assert_same_run(tmp_path / "multi", tmp_path / "straight", exact=True)

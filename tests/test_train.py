@@ -1,19 +1,18 @@
+"""The paper's protocol over a work dir: outputs, selection, resume, refusals."""
+
 import json
 
-import h5py
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from limit_tf import train
+from limit_tf import train, workdir
+from limit_tf.checkpoint import TrainingCheckpoint
 from limit_tf.config import ConfigError
-from tests.conftest import tiny_config, write_fake_mnist
+from tests.conftest import tiny_config
 
-
-@pytest.fixture
-def fake_data(tmp_path):
-    write_fake_mnist(tmp_path / "data", n_train=500, n_test=100)
-    return str(tmp_path / "data")
+LIMIT_S = dict(method="limit", predictor="laplace", beta=1.0, sample=True, sigma_q=0.1)
 
 
 def _config(tmp_path, fake_data, workdir=None, **changes):
@@ -24,40 +23,48 @@ def _config(tmp_path, fake_data, workdir=None, **changes):
 def test_run_writes_everything(tmp_path, fake_data):
     config = _config(tmp_path, fake_data, method="limit", predictor="gaussian", beta=1.0, track_test_accuracy=True)
     results = train.run_experiment(config)
-    workdir = tmp_path / "run"
-    for name in ("config.json", "labels.npz", "metrics.csv", "best.weights.h5", "selection.json", "results.json"):
-        assert (workdir / name).is_file(), name
-    assert any((workdir / "tensorboard").rglob("events.out.tfevents*"))
-    assert not (workdir / "backup").exists()
-    for key in (
-        "test_accuracy",
-        "best_val_accuracy",
-        "best_epoch",
-        "epochs_run",
-        "realized_noise_rate",
-        "train_wall_time_s",
-        "versions",
+    run = workdir.RunDir(tmp_path / "run")
+    for name in (
+        "config.json",
+        "labels.npz",
+        "metrics.csv",
+        "best.weights.h5",
+        "best.keras",
+        "selection.json",
+        "results.json",
     ):
-        assert key in results
+        assert run.file(name).is_file(), name
+    assert any((run.path / "tensorboard").rglob("events.out.tfevents*"))
+    assert not run.checkpoint_dir.exists()  # removed when the run finished
     assert results["epochs_run"] == 4 and 1 <= results["best_epoch"] <= 4
     assert results["versions"]["keras"] == keras.__version__
-    labels = np.load(workdir / "labels.npz")
+    assert run.results() == json.loads(json.dumps(results))
+    labels = run.labels()
     assert labels["train_noise_mask"].mean() == pytest.approx(results["realized_noise_rate"])
     np.testing.assert_array_equal(labels["train_noise_mask"], labels["train_labels"] != labels["train_clean_labels"])
-    metrics = train.read_metrics(workdir)
+    assert labels["class_names"].tolist() == [str(k) for k in range(10)]
+    metrics = run.metrics()
     assert [m["epoch"] for m in metrics] == [0, 1, 2, 3]
     for key in (
         "train_acc_clean_subset",
         "train_acc_corrupted_subset",
-        "train_acc_observed",
         "val_accuracy",
         "q_loss",
         "test_accuracy_monitor",
     ):
         assert key in metrics[0], key
-    best = max(metrics, key=lambda m: m["val_accuracy"])
+    best = max(metrics, key=lambda m: m["val_accuracy"])  # the first of equal maxima, as the selection keeps it
     assert results["best_epoch"] == best["epoch"] + 1
     assert results["best_val_accuracy"] == pytest.approx(best["val_accuracy"])
+    # The best model opens with plain Keras and gives the reported test accuracy.
+    model = keras.models.load_model(run.file("best.keras"))
+    dataset = train.load_data(config)
+    logits = model.predict(_normalized(dataset.test.x), verbose=0)
+    assert np.mean(logits.argmax(axis=1) == dataset.test.labels) == pytest.approx(results["test_accuracy"], abs=1e-6)
+
+
+def _normalized(x):
+    return (x.astype(np.float32) / 255.0 - 0.456) / 0.224
 
 
 def test_early_stopping_by_patience(tmp_path, fake_data):
@@ -66,22 +73,44 @@ def test_early_stopping_by_patience(tmp_path, fake_data):
     assert results["epochs_run"] == results["best_epoch"] + 2
 
 
-def test_finished_run_is_reported_not_rerun(tmp_path, fake_data):
+class MustNotTrain(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        raise AssertionError("a finished run was trained again")
+
+
+def test_a_finished_run_is_reported_when_only_execution_settings_differ(tmp_path, fake_data, monkeypatch):
     config = _config(tmp_path, fake_data, method="ce", epochs=2)
     first = train.run_experiment(config)
+    monkeypatch.chdir(tmp_path)
+    same = [
+        config.replace(workdir="run/"),
+        config.replace(workdir="./run"),
+        config.replace(track_test_accuracy=True, data_source="local", deterministic=False),
+        config.replace(beta=5.0),  # CE does not read beta
+    ]
+    for other in same:
+        assert train.run_experiment(other, callbacks=[MustNotTrain()]) == first
 
-    class MustNotTrain(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            raise AssertionError("a finished run was trained again")
 
-    assert train.run_experiment(config, callbacks=[MustNotTrain()]) == first
+def test_a_finished_run_of_another_experiment_is_refused(tmp_path, fake_data):
+    config = _config(tmp_path, fake_data, method="ce", epochs=1)
+    train.run_experiment(config)
+    with pytest.raises(ConfigError, match="holds a finished run of a different experiment .differs in: epochs"):
+        train.run_experiment(config.replace(epochs=3), callbacks=[MustNotTrain()])
 
 
-def test_other_experiment_in_same_workdir_is_refused(tmp_path, fake_data):
-    train.run_experiment(_config(tmp_path, fake_data, method="ce", epochs=1))
-    (tmp_path / "run" / "results.json").unlink()
-    with pytest.raises(ConfigError, match="holds a different experiment.*beta"):
-        train.prepare(_config(tmp_path, fake_data, method="ce", epochs=1, beta=2.0))
+def test_progress_of_another_experiment_is_refused_but_a_bare_config_is_replaced(tmp_path, fake_data):
+    config = _config(tmp_path, fake_data, method="ce", epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_experiment(config, callbacks=[_Interrupt(at_epoch=0)])
+    with pytest.raises(ConfigError, match="holds a different experiment .differs in: learning_rate"):
+        train.prepare(config.replace(learning_rate=0.01))
+    # A work dir with a config but no finished epoch (e.g. a failed start) takes the corrected command.
+    bare = _config(tmp_path, fake_data, workdir=tmp_path / "bare", method="ce", epochs=1)
+    bare_run = workdir.RunDir(bare.workdir)
+    bare_run.path.mkdir()
+    bare_run.write_config(bare.replace(learning_rate=0.5).to_dict())
+    assert train.run_experiment(bare)["epochs_run"] == 1
 
 
 class _Interrupt(keras.callbacks.Callback):
@@ -94,25 +123,58 @@ class _Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated kill")
 
 
+def _assert_same(run_a, run_b, results_a, results_b):
+    for key in ("test_accuracy", "best_val_accuracy", "best_epoch", "epochs_run"):
+        assert results_a[key] == results_b[key], key
+    metrics_a, metrics_b = workdir.RunDir(run_a).metrics(), workdir.RunDir(run_b).metrics()
+    assert [m["epoch"] for m in metrics_b] == [m["epoch"] for m in metrics_a]  # no epoch lost or duplicated
+    for a, b in zip(metrics_a, metrics_b, strict=True):
+        assert a["val_accuracy"] == b["val_accuracy"] and a["loss"] == pytest.approx(b["loss"], rel=1e-6)
+    weights_a = keras.models.load_model(run_a / "best.keras").get_weights()
+    for a, b in zip(weights_a, keras.models.load_model(run_b / "best.keras").get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("method", ["ce", "limit"])
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, fake_data, method):
-    extra = dict(predictor="laplace", beta=1.0, sample=True, sigma_q=0.1) if method == "limit" else {}
-    reference = train.run_experiment(
-        _config(tmp_path, fake_data, method=method, workdir=str(tmp_path / "ref"), **extra)
-    )
-    config = _config(tmp_path, fake_data, method=method, **extra)
+    extra = LIMIT_S if method == "limit" else {"method": "ce"}
+    reference = train.run_experiment(_config(tmp_path, fake_data, workdir=tmp_path / "ref", **extra))
+    config = _config(tmp_path, fake_data, **extra)
     with pytest.raises(KeyboardInterrupt):
         train.run_experiment(config, callbacks=[_Interrupt(at_epoch=1)])
-    assert not (tmp_path / "run" / "results.json").exists()
-    assert (tmp_path / "run" / "backup").is_dir()
+    run = workdir.RunDir(config.workdir)
+    assert not run.finished
+    assert sorted(p.name for p in run.checkpoint_dir.glob("*.index")) == ["epoch-1.index", "epoch-2.index"]
     resumed = train.run_experiment(config)
-    for key in ("test_accuracy", "best_val_accuracy", "best_epoch", "epochs_run"):
-        assert resumed[key] == reference[key], key
-    ref_metrics = train.read_metrics(tmp_path / "ref")
-    run_metrics = train.read_metrics(tmp_path / "run")
-    assert [m["epoch"] for m in run_metrics] == [0, 1, 2, 3]  # no duplicated epoch rows
-    for a, b in zip(ref_metrics, run_metrics, strict=True):
-        assert a["val_accuracy"] == b["val_accuracy"] and a["loss"] == pytest.approx(b["loss"], rel=1e-6)
+    _assert_same(tmp_path / "ref", tmp_path / "run", reference, resumed)
+
+
+def test_resume_survives_a_damaged_checkpoint_and_a_torn_metrics_file(tmp_path, fake_data):
+    reference = train.run_experiment(_config(tmp_path, fake_data, workdir=tmp_path / "ref", **LIMIT_S))
+    config = _config(tmp_path, fake_data, **LIMIT_S)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_experiment(config, callbacks=[_Interrupt(at_epoch=2)])
+    run = workdir.RunDir(config.workdir)
+    newest = next(run.checkpoint_dir.glob("epoch-3.data-*"))
+    newest.write_bytes(newest.read_bytes()[:100])  # a kill in the middle of the write
+    text = run.file("metrics.csv").read_text()
+    run.file("metrics.csv").write_text(text[: len(text) - 30])  # a torn last row
+    run.file("selection.json").write_text('{"best_ep')  # and a torn selection file
+    resumed = train.run_experiment(config)
+    _assert_same(tmp_path / "ref", tmp_path / "run", reference, resumed)
+
+
+def test_a_corrupt_file_gives_one_line_naming_it(tmp_path, fake_data):
+    config = _config(tmp_path, fake_data, method="ce", epochs=1)
+    train.run_experiment(config)
+    run = workdir.RunDir(config.workdir)
+    run.file("results.json").write_text("{")
+    with pytest.raises(workdir.CorruptFileError, match=r"run/results.json is corrupt .*; delete it and rerun"):
+        train.run_experiment(config)
+    run.file("results.json").unlink()
+    run.file("config.json").write_text('{"method"')
+    with pytest.raises(workdir.CorruptFileError, match=r"run/config.json is corrupt"):
+        train.prepare(config)
 
 
 def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, fake_data):
@@ -125,19 +187,31 @@ def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, fake_data):
     config = _config(tmp_path, fake_data, method="ce", epochs=5)
     with pytest.raises(train.TrainingDivergedError, match="loss became nan in epoch 3"):
         train.run_experiment(config, callbacks=[Poison()])
-    workdir = tmp_path / "run"
-    assert json.loads((workdir / "backup" / "training_metadata.json").read_text())["epoch"] == 2
-    assert json.loads((workdir / "selection.json").read_text())["last_epoch"] == 1
-    with h5py.File(workdir / "best.weights.h5") as f:
-        arrays = []
-        f.visititems(lambda name, obj: arrays.append(obj[()]) if isinstance(obj, h5py.Dataset) else None)
-    assert arrays and all(np.all(np.isfinite(a)) for a in arrays)  # the best weights are finite
+    run = workdir.RunDir(config.workdir)
+    assert run.selection()["last_epoch"] == 1 and [m["epoch"] for m in run.metrics()] == [0, 1]
+    model = train.build_model(config, train.load_data(config), tf.distribute.get_strategy())
+    checkpoint = TrainingCheckpoint(model, run.checkpoint_dir)
+    epoch, state = checkpoint.restore_newest()
+    assert epoch == 2 and state["selection"]["last_epoch"] == 1
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())  # the last good epoch, not the poisoned one
 
 
-def test_init_from_ce_run(tmp_path, fake_data):
-    ce = train.run_experiment(_config(tmp_path, fake_data, method="ce", epochs=1, workdir=str(tmp_path / "ce")))
+def test_init_from_a_ce_run_and_a_mismatched_one_is_refused_before_anything_is_written(tmp_path, fake_data):
+    ce = train.run_experiment(_config(tmp_path, fake_data, method="ce", epochs=1, workdir=tmp_path / "ce"))
     assert ce["epochs_run"] == 1
     config = _config(
         tmp_path, fake_data, method="limit", predictor="laplace", beta=1.0, epochs=1, init_from=str(tmp_path / "ce")
     )
     assert train.run_experiment(config)["epochs_run"] == 1
+    wrong = _config(
+        tmp_path,
+        fake_data,
+        workdir=tmp_path / "wrong",
+        method="dmi",
+        epochs=1,
+        architecture="mnist_cnn",
+        init_from=str(tmp_path / "ce"),
+    )
+    with pytest.raises(ConfigError, match="architecture 'mlp'; this run's architecture is 'mnist_cnn'"):
+        train.run_experiment(wrong)
+    assert not (tmp_path / "wrong").exists()

@@ -9,6 +9,8 @@ import time
 import keras
 import pytest
 
+from limit_tf import train
+from limit_tf.config import ConfigError
 from tests.conftest import REPO, tiny_config, write_fake_mnist
 from tuner import hypermodel as hm
 from tuner import search
@@ -32,10 +34,11 @@ class CountTrainings(keras.callbacks.Callback):
         CountTrainings.count += 1
 
 
-def test_search_picks_the_known_better_value_and_writes_reports(tmp_path, learnable_data):
+def test_search_picks_the_known_better_value_and_writes_reports(tmp_path, learnable_data, caplog):
     base = _base(tmp_path, learnable_data)
-    space = hm.SearchSpace(learning_rates=(1e-7, 3e-3))  # 1e-7 cannot learn in 3 epochs
-    summary = search.run_search(base, space, oracle="grid", max_trials=5, executions_per_trial=1, retrain=True)
+    space = hm.SearchSpace.for_method("ce", grids={"learning_rate": [1e-7, 3e-3]})  # 1e-7 cannot learn in 3 epochs
+    with caplog.at_level("INFO"):
+        summary = search.run_search(base, space, oracle="grid", max_trials=5, executions_per_trial=1, retrain=True)
     assert summary["num_trials"] == 2
     assert summary["best"]["hyperparameters"]["learning_rate"] == pytest.approx(3e-3)
     assert summary["retrained"]["test_accuracy"] > 0.5
@@ -45,27 +48,50 @@ def test_search_picks_the_known_better_value_and_writes_reports(tmp_path, learna
     ] == pytest.approx(3e-3)
     assert (out / "trials.csv").read_text().count("COMPLETED") == 2
     assert (out / "best_run" / "results.json").is_file()
+    lines = [r.getMessage() for r in caplog.records if "done (" in r.getMessage()]
+    assert len(lines) == 2 and "learning_rate=" in lines[0] and "val_accuracy" in lines[0] and "ETA" in lines[0]
 
 
-def test_limit_space_and_conditional_sigma(tmp_path, learnable_data):
+def test_the_search_space_comes_from_the_method_table(tmp_path, learnable_data):
     import keras_tuner as kt
 
-    model = hm.MethodHyperModel(
-        _base(tmp_path, learnable_data, method="limit"),
-        10,
-        (28, 28, 1),
-        hm.SearchSpace(predictors=("gaussian", "laplace"), samples=(False, True)),
-    )
+    base = _base(tmp_path, learnable_data, method="limit")
+    dataset = train.load_data(base)
+    space = hm.SearchSpace.for_method("limit", grids={"predictor": ["gaussian", "laplace"], "sample": [False, True]})
+    assert space.values["beta"] == [0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0]  # the paper's grid by default
+    model = hm.MethodHyperModel(base, dataset, space)
     hp = kt.HyperParameters()
     config = model.config_for(hp)
-    assert set(hp.values) >= {"beta", "predictor", "sample", "learning_rate"}
-    assert hp.get("beta") in hm.PAPER_BETAS and config.method == "limit"
+    assert set(hp.values) >= {"beta", "predictor", "sample"} and config.method == "limit"
+    assert "sigma_q" not in hp.values  # inactive without "+S"
     hp.values["sample"] = True
-    assert model.config_for(hp).sigma_q in hm.PAPER_SIGMA_QS
-    with pytest.raises(ValueError, match="beta_range"):
-        hm.SearchSpace(betas=None, beta_range=(0.0, 1.0)).validate()
+    assert model.config_for(hp).sigma_q in (0.01, 0.03, 0.1, 0.3)
+    # CE + GN is tunable: its noise std has the authors' grid.
+    assert hm.SearchSpace.for_method("ce_gn").values == {"noise_std": [0.01, 0.03, 0.1, 0.3]}
+    with pytest.raises(ConfigError, match="nothing to search for --method=ce"):
+        hm.SearchSpace.for_method("ce")
+    with pytest.raises(ConfigError, match="has no hyperparameter 'beta'"):
+        hm.SearchSpace.for_method("ce", grids={"beta": [1.0]})
+    with pytest.raises(ConfigError, match="beta range .0, 1. is not allowed"):
+        hm.SearchSpace.for_method("limit", ranges={"beta": (0.0, 1.0)})
+    with pytest.raises(ConfigError, match="sigma_q=0.0 is not allowed with --method=limit"):
+        hm.SearchSpace.for_method("limit", grids={"sigma_q": [0.0, 0.1]})
 
 
+def test_another_search_in_the_same_work_dir_is_refused(tmp_path, learnable_data):
+    base = _base(tmp_path, learnable_data, epochs=1)
+    space = hm.SearchSpace.for_method("ce", grids={"learning_rate": [1e-3]})
+    search.run_search(base, space, oracle="grid", max_trials=1, executions_per_trial=1, retrain=False)
+    other = hm.SearchSpace.for_method("ce", grids={"learning_rate": [1e-2]})
+    with pytest.raises(ConfigError, match="holds a different search .differs in: values.learning_rate"):
+        search.run_search(base, other, oracle="grid", max_trials=1, executions_per_trial=1, retrain=False)
+    with pytest.raises(ConfigError, match="differs in: experiment.method"):
+        search.run_search(
+            base.replace(method="mae"), space, oracle="grid", max_trials=1, executions_per_trial=1, retrain=False
+        )
+
+
+@pytest.mark.slow
 def test_resume_after_kill_does_not_repeat_finished_trials(tmp_path, learnable_data):
     workdir = tmp_path / "w"
     args = [
@@ -77,6 +103,7 @@ def test_resume_after_kill_does_not_repeat_finished_trials(tmp_path, learnable_d
         "--noise_rate=0.2",
         "--betas=0,1,10",
         "--epochs=1",
+        "--noverify_data",
         "--batch_size=50",
         "--oracle=grid",
         "--retrain=false",
@@ -109,7 +136,7 @@ def test_resume_after_kill_does_not_repeat_finished_trials(tmp_path, learnable_d
 
 def test_restart_with_a_larger_budget_extends_the_search(tmp_path, learnable_data):
     base = _base(tmp_path, learnable_data, method="limit", epochs=1)
-    space = hm.SearchSpace(betas=(0.0, 1.0, 10.0))
+    space = hm.SearchSpace.for_method("limit", grids={"beta": [0.0, 1.0, 10.0]})
     CountTrainings.count = 0
     assert (
         search.run_search(
@@ -159,8 +186,10 @@ def _cli(args, env=None, timeout=240):
         ("--oracle=annealing", "--oracle='annealing' is not allowed"),
         ("--max_trials=0", "--max_trials=0 is not allowed"),
         ("--noise_rate=1.5", "--noise_rate=1.5 is not allowed"),
-        ("--betas=a,b", "--betas='a,b' is not allowed"),
-        ("--predictors=student", "predictors=['student'] is not allowed"),
+        ("--betas=a,b", "--betas: 'a' is not a float value."),
+        ("--predictors=student", "--predictors: 'student' is not allowed: allowed: gaussian, laplace, ce."),
+        ("--method=ce", "nothing to search for --method=ce"),
+        ("--strategy=multi_worker", "--strategy=multi_worker is not supported by the tuner"),
     ],
 )
 def test_bad_flags(tmp_path, flag, message):
@@ -176,6 +205,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_distributed_chief_and_worker(tmp_path, learnable_data):
     port = str(_free_port())
     args = [
@@ -187,6 +217,7 @@ def test_distributed_chief_and_worker(tmp_path, learnable_data):
         "--noise_rate=0.2",
         "--learning_rates=0.0000001,0.003",
         "--epochs=2",
+        "--noverify_data",
         "--patience=2",
         "--batch_size=50",
         "--oracle=grid",

@@ -1,30 +1,30 @@
 """A ``keras_tuner.HyperModel`` over the method table.
 
-The paper picks beta (and sigma_q for "+S") per setting by validation
+The paper picks each method's hyperparameters per setting by validation
 accuracy (appendix B). :class:`MethodHyperModel` builds any method of
-``limit_tf.methods.METHODS`` from a base experiment config whose
-hyperparameters the tuner overrides:
-
-- ``beta``: the paper's grid {0, 0.1, 0.3, 1, 3, 10, 30, 100} as a choice,
-  or a log range (LIMIT and soft regularization);
-- ``predictor``: gaussian / laplace (LIMIT);
-- ``sample`` and ``sigma_q`` in {0.01, 0.03, 0.1, 0.3} (LIMIT "+S");
-- ``learning_rate`` (every method).
+:data:`limit_tf.methods.METHODS` from a base experiment config whose
+hyperparameters the tuner overrides; the search space comes from the method
+table (:meth:`SearchSpace.for_method`): by default the paper's grid for every
+hyperparameter the paper searches (LIMIT: beta, and sigma_q under "+S";
+soft regularization: lambda and beta; CE + GN / LN: the noise std; DMI: the
+learning rate), and any other choice or range on request. Trials train on
+the runner's own pipeline (:func:`limit_tf.data.training_stream`), so a trial
+and the retrained best setting see the same batches; execution ``e`` of a
+trial uses seed ``seed + e``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import keras
 import keras_tuner as kt
 
-from limit_tf import methods
-from limit_tf.config import ExperimentConfig
-
-PAPER_BETAS = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
-PAPER_SIGMA_QS = (0.01, 0.03, 0.1, 0.3)
+from limit_tf import builders, methods
+from limit_tf import data as data_lib
+from limit_tf.config import ConfigError, ExperimentConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,35 +32,61 @@ class SearchSpace:
     """Which hyperparameters are searched, and over what.
 
     Attributes:
-      betas: a choice of beta values; or None with ``beta_range`` set.
-      beta_range: ``(low, high)`` for a log-uniform beta (low > 0).
-      predictors: LIMIT predictors to choose from.
-      samples: whether "+S" is searched: (False,), (True,) or (False, True).
-      sigma_qs: sigma_q choices when sampling.
-      learning_rates: learning-rate choices.
+      values: hyperparameter name -> the values to choose from.
+      ranges: hyperparameter name -> ``(low, high)``, searched as a float
+        (log-uniformly for the hyperparameters the method table marks ``log``).
     """
 
-    betas: Sequence[float] | None = PAPER_BETAS
-    beta_range: tuple[float, float] | None = None
-    predictors: Sequence[str] = ("laplace",)
-    samples: Sequence[bool] = (False,)
-    sigma_qs: Sequence[float] = PAPER_SIGMA_QS
-    learning_rates: Sequence[float] = (1e-3,)
+    values: Mapping[str, Sequence] = dataclasses.field(default_factory=dict)
+    ranges: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
 
-    def validate(self) -> SearchSpace:
-        if (self.betas is None) == (self.beta_range is None):
-            raise ValueError("give exactly one of betas and beta_range.")
-        if self.betas is not None and (not self.betas or min(self.betas) < 0):
-            raise ValueError(f"betas={list(self.betas)!r} is not allowed: non-empty, every value >= 0.")
-        if self.beta_range is not None and not 0 < self.beta_range[0] < self.beta_range[1]:
-            raise ValueError(f"beta_range={self.beta_range!r} is not allowed: 0 < low < high is required.")
-        bad = [p for p in self.predictors if p not in ("gaussian", "laplace", "ce")]
-        if bad or not self.predictors:
-            raise ValueError(f"predictors={list(self.predictors)!r} is not allowed; choose from gaussian, laplace, ce.")
-        if not self.sigma_qs or min(self.sigma_qs) <= 0:
-            raise ValueError(f"sigma_qs={list(self.sigma_qs)!r} is not allowed: every value must be > 0.")
-        if not self.learning_rates or min(self.learning_rates) <= 0:
-            raise ValueError(f"learning_rates={list(self.learning_rates)!r} is not allowed: every value must be > 0.")
+    @classmethod
+    def for_method(
+        cls, method: str, *, grids: Mapping[str, Sequence] | None = None, ranges=None, paper_grids: bool = True
+    ) -> SearchSpace:
+        """The paper's grids of ``method`` (when ``paper_grids``), overridden by ``grids`` and ``ranges``."""
+        spec = methods.get(method)
+        grids, ranges = dict(grids or {}), dict(ranges or {})
+        for name in (*grids, *ranges):
+            if spec.hyperparameter(name) is None:
+                allowed = ", ".join(h.name for h in spec.hyperparameters)
+                raise ConfigError(f"--method={method} has no hyperparameter {name!r} to search; it has: {allowed}.")
+        values = {}
+        for h in spec.hyperparameters:
+            if h.name in ranges:
+                continue
+            if h.name in grids:
+                values[h.name] = list(grids[h.name])
+            elif paper_grids and h.grid:
+                values[h.name] = list(h.grid)
+        return cls(values, ranges).validate(method)
+
+    def validate(self, method: str) -> SearchSpace:
+        """Raises :class:`ConfigError` for a name the method does not read or a value it does not allow."""
+        spec = methods.get(method)
+        for name in (*self.values, *self.ranges):
+            if spec.hyperparameter(name) is None:
+                allowed = ", ".join(h.name for h in spec.hyperparameters)
+                raise ConfigError(f"--method={method} has no hyperparameter {name!r} to search; it has: {allowed}.")
+        for name, values in self.values.items():
+            h = spec.hyperparameter(name)
+            if not values:
+                raise ConfigError(f"the values of {name} are empty.")
+            for value in values:
+                problem = h.problem(value)
+                if problem:
+                    raise ConfigError(f"{name}={value!r} is not allowed with --method={method}: {problem}.")
+        for name, (low, high) in self.ranges.items():
+            h = spec.hyperparameter(name)
+            if h.kind != "float" or not low < high or h.problem(low) or h.problem(high) or (h.log and low <= 0):
+                raise ConfigError(
+                    f"{name} range ({low:g}, {high:g}) is not allowed: low < high, both {h.range_text()}"
+                    + (" and > 0 (log scale)." if h.log else ".")
+                )
+        if not self.values and not self.ranges:
+            raise ConfigError(
+                f"nothing to search for --method={method}: give values (e.g. --learning_rates=0.001,0.0001)."
+            )
         return self
 
 
@@ -70,50 +96,68 @@ def _choice(hp: kt.HyperParameters, name: str, values):
 
 
 class MethodHyperModel(kt.HyperModel):
-    """Builds the base config's method with the hyperparameters ``hp`` chooses.
+    """Builds the base config's method with the hyperparameters ``hp`` chooses, and trains it.
 
     Args:
-      base: the experiment config (method, architecture, ...); its
+      base: the experiment config (method, architecture, protocol, ...); its
         searched fields are overridden per trial.
-      num_classes: K.
-      input_shape: input shape without the batch dimension.
+      dataset: the noisy dataset (trials train on its training stream).
       space: the :class:`SearchSpace`.
       init_weights: a CE run's weights (``--init_from``) for FW / DMI / "+init".
     """
 
-    def __init__(
-        self,
-        base: ExperimentConfig,
-        num_classes: int,
-        input_shape,
-        space: SearchSpace = SearchSpace(),
-        init_weights=None,
-    ):
+    def __init__(self, base: ExperimentConfig, dataset: data_lib.NoisyDataset, space: SearchSpace, init_weights=None):
         super().__init__(name=f"{base.method}_hypermodel", tunable=True)
         self.base = base
-        self.num_classes = num_classes
-        self.input_shape = tuple(input_shape)
-        self.space = space.validate()
+        self.dataset = dataset
+        self.space = space.validate(base.method)
         self.init_weights = init_weights
+        self.execution = 0  # set by the tuner before each execution of a trial
 
     def config_for(self, hp: kt.HyperParameters) -> ExperimentConfig:
         """The experiment config of one trial (also used to retrain the best trial)."""
-        s, changes = self.space, {}
-        changes["learning_rate"] = _choice(hp, "learning_rate", s.learning_rates)
-        if self.base.method in ("limit", "soft_reg"):
-            if s.betas is not None:
-                changes["beta"] = _choice(hp, "beta", [float(b) for b in s.betas])
-            else:
-                changes["beta"] = hp.Float("beta", s.beta_range[0], s.beta_range[1], sampling="log")
-        if self.base.method == "limit":
-            changes["predictor"] = _choice(hp, "predictor", s.predictors)
-            changes["sample"] = bool(_choice(hp, "sample", [bool(v) for v in s.samples]))
-            if changes["sample"]:
-                with hp.conditional_scope("sample", [True]):
-                    changes["sigma_q"] = _choice(hp, "sigma_q", s.sigma_qs)
+        changes = {}
+        for h in self.base.spec.hyperparameters:
+            if h.name not in self.space.values and h.name not in self.space.ranges:
+                continue
+            if not h.active({**self.base.to_dict(), **changes}):
+                continue  # e.g. sigma_q without "+S"
+            with contextlib.ExitStack() as scopes:
+                for parent, wanted in h.when:
+                    if parent in changes:  # a searched condition: KerasTuner's conditional scope
+                        scopes.enter_context(hp.conditional_scope(parent, [wanted]))
+                changes[h.name] = self._value(hp, h)
         return self.base.replace(**changes)
+
+    def _value(self, hp: kt.HyperParameters, h: methods.Hyperparameter):
+        if h.name in self.space.ranges:
+            low, high = self.space.ranges[h.name]
+            return hp.Float(h.name, low, high, sampling="log" if h.log else "linear")
+        return _choice(hp, h.name, self.space.values[h.name])
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         config = self.config_for(hp)
-        ctx = methods.MethodContext(config, self.num_classes, self.input_shape, init_weights=self.init_weights)
-        return methods.build_method(ctx)
+        keras.utils.set_random_seed(config.seed + self.execution)
+        ctx = builders.MethodContext(
+            config,
+            self.dataset.num_classes,
+            self.dataset.input_shape,
+            init_weights=self.init_weights,
+            train_inputs=data_lib.to_tf_dataset(self.dataset, "train", batch_size=1024, inputs_only=True),
+        )
+        return builders.build_method(ctx)
+
+    def fit(self, hp, model, *args, **kwargs):
+        """Trains on the runner's training stream (from ``initial_epoch`` on, as Hyperband resumes)."""
+        del args
+        config = self.config_for(hp)
+        epochs = kwargs.pop("epochs", config.epochs)
+        initial = kwargs.get("initial_epoch", 0)
+        train, steps = data_lib.training_stream(
+            self.dataset,
+            batch_size=config.batch_size,
+            epochs=epochs,
+            seed=config.seed + self.execution,
+            first_epoch=initial,
+        )
+        return model.fit(train, steps_per_epoch=steps, epochs=epochs, shuffle=False, **kwargs)

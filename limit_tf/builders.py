@@ -1,0 +1,194 @@
+"""The methods' builders: from a config to a compiled ``keras.Model``.
+
+:data:`BUILDERS` maps each method of the method table
+(:data:`limit_tf.methods.METHODS`, which says what a method *is*) to the
+function that builds it. A builder takes a :class:`MethodContext` and returns
+a compiled model whose ``evaluate`` reports ``accuracy`` and whose
+``predict`` returns the classifier's logits. Shared by the runner, the
+tuner, detection and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from limit_tf import losses, methods, models
+from limit_tf.config import ExperimentConfig
+from limit_tf.gradient_noise import GradientNoiseModel
+from limit_tf.limit import LimitModel
+from limit_tf.model_base import ClassifierWrapper
+from limit_tf.soft_reg import SoftRegularizationModel
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodContext:
+    """What a builder needs besides the config.
+
+    Attributes:
+      config: the experiment config (method hyperparameters, lr, seed, ...).
+      num_classes: K.
+      input_shape: input shape without the batch dimension.
+      init_weights: path of a trained CE classifier's weights (``--init_from``):
+        LIMIT's "+init" copies it into q; FW and DMI start from it.
+      train_inputs: a ``tf.data`` dataset of normalized training inputs (FW
+        estimates its transition matrix from a CE model's predictions on them).
+    """
+
+    config: ExperimentConfig
+    num_classes: int
+    input_shape: tuple[int, ...]
+    init_weights: str | None = None
+    train_inputs: object = None
+
+    @property
+    def synchronized_bn(self) -> bool:
+        # Under a strategy, replicas normalize with the global batch's moments,
+        # as one device does (tests/test_distribute.py).
+        return self.config.strategy != "default"
+
+    def network(self, name: str = "classifier", *, last_bias: bool = True) -> keras.Model:
+        """The classifier's architecture, freshly initialized."""
+        return models.build_model(
+            self.config.resolved_architecture,
+            self.num_classes,
+            self.input_shape,
+            last_bias=last_bias,
+            synchronized_bn=self.synchronized_bn,
+            name=name,
+        )
+
+    def predictor_network(self) -> keras.Model:
+        """The q-network of ``--q_architecture``."""
+        return models.build_predictor(
+            self.config.q_architecture,
+            self.config.resolved_architecture,
+            self.num_classes,
+            self.input_shape,
+            synchronized_bn=self.synchronized_bn,
+        )
+
+    def optimizer(self) -> keras.optimizers.Optimizer:
+        # PyTorch's Adam epsilon (1e-8), as in the paper's reference code; Keras' default is 1e-7.
+        return keras.optimizers.Adam(self.config.learning_rate, epsilon=1e-8)
+
+    def compile(self, model: keras.Model, loss=None) -> keras.Model:
+        """Compiles a plain classifier with ``loss``, or a custom-step model without one."""
+        if loss is None:
+            model.compile(self.optimizer(), jit_compile=self.config.jit_compile)
+        else:
+            model.compile(
+                optimizer=self.optimizer(),
+                loss=loss,
+                metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                jit_compile=self.config.jit_compile,
+            )
+        return model
+
+    def from_ce(self) -> keras.Model:
+        """A classifier holding the trained CE model's weights (``--init_from``)."""
+        if self.init_weights is None:
+            raise ValueError(f"method {self.config.method!r} starts from a trained CE model: give --init_from.")
+        model = self.network()
+        model.load_weights(self.init_weights)
+        return model
+
+
+def build_ce(ctx: MethodContext) -> keras.Model:
+    return ctx.compile(ctx.network(), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+
+def build_mae(ctx: MethodContext) -> keras.Model:
+    return ctx.compile(ctx.network(), losses.MeanAbsoluteError())
+
+
+def build_mse(ctx: MethodContext) -> keras.Model:
+    return ctx.compile(ctx.network(), losses.MeanSquaredError())
+
+
+def build_gce(ctx: MethodContext) -> keras.Model:
+    return ctx.compile(ctx.network(), losses.GeneralizedCrossEntropy(ctx.config.gce_q))
+
+
+def build_fw(ctx: MethodContext) -> keras.Model:
+    """T estimated from the CE model's training predictions, then fine-tuned from it."""
+    model = ctx.from_ce()
+    if ctx.train_inputs is None:
+        raise ValueError("method 'fw' needs the training inputs to estimate its transition matrix.")
+    probs = tf.nn.softmax(model.predict(ctx.train_inputs, verbose=0)).numpy()
+    matrix = losses.estimate_transition_matrix(probs)
+    logging.info("FW: estimated transition matrix (diagonal %s)", np.round(np.diag(matrix), 3).tolist())
+    return ctx.compile(model, losses.ForwardCorrectedCrossentropy(matrix))
+
+
+def build_dmi(ctx: MethodContext) -> keras.Model:
+    return ctx.compile(ctx.from_ce(), losses.DMILoss())
+
+
+def build_ce_gn(ctx: MethodContext) -> keras.Model:
+    c = ctx.config
+    return ctx.compile(GradientNoiseModel(ctx.network(), distribution="gaussian", noise_std=c.noise_std, seed=c.seed))
+
+
+def build_ce_ln(ctx: MethodContext) -> keras.Model:
+    c = ctx.config
+    return ctx.compile(GradientNoiseModel(ctx.network(), distribution="laplace", noise_std=c.noise_std, seed=c.seed))
+
+
+def build_soft_reg(ctx: MethodContext) -> keras.Model:
+    c = ctx.config
+    model = SoftRegularizationModel(
+        ctx.network(last_bias=False), ctx.predictor_network(), soft_lambda=c.soft_lambda, beta=c.beta
+    )
+    return ctx.compile(model)
+
+
+def build_limit(ctx: MethodContext) -> keras.Model:
+    c = ctx.config
+    model = LimitModel(
+        ctx.network(),
+        ctx.predictor_network(),
+        predictor=c.predictor,
+        beta=c.beta,
+        sample=c.sample,
+        sigma_q=c.sigma_q,
+        warmup_epochs=c.warmup_epochs,
+        init_predictor_from=ctx.init_weights,
+        seed=c.seed,
+    )
+    return ctx.compile(model)
+
+
+BUILDERS: dict[str, Callable[[MethodContext], keras.Model]] = {
+    "ce": build_ce,
+    "mae": build_mae,
+    "mse": build_mse,
+    "gce": build_gce,
+    "fw": build_fw,
+    "dmi": build_dmi,
+    "ce_gn": build_ce_gn,
+    "ce_ln": build_ce_ln,
+    "soft_reg": build_soft_reg,
+    "limit": build_limit,
+}
+
+
+def build_method(ctx: MethodContext) -> keras.Model:
+    """Builds and compiles the model of ``ctx.config.method``."""
+    methods.get(ctx.config.method)  # a clear error for an unknown name
+    return BUILDERS[ctx.config.method](ctx)
+
+
+def classifier_of(model: keras.Model) -> keras.Model:
+    """The network that makes predictions (the wrapped classifier, else the model)."""
+    return model.classifier if isinstance(model, ClassifierWrapper) else model
+
+
+def predictor_of(model: keras.Model) -> keras.Model | None:
+    """The q-network of a model that has one (LIMIT, soft regularization), else None."""
+    return model.predictor_network if isinstance(model, ClassifierWrapper) else None

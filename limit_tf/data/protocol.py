@@ -1,0 +1,342 @@
+"""Noisy train / validation / test splits in the paper's protocol.
+
+Protocol (``../shared/DESIGN.md`` section 4): the official training set is
+split into train/validation (MNIST 48k/12k, CIFAR 40k/10k); a training subset
+of ``n`` examples is drawn from the train part; the same noise model corrupts
+train and validation labels (validation can be kept clean); the official
+test set stays clean. One seed fixes split, subset and noise; it is separate
+from the weights' seed. Subsets are nested: for one seed, the first ``n``
+training examples and their noisy labels do not depend on ``n``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from limit_tf import noise as noise_lib
+from limit_tf.data import registry
+from limit_tf.data.formats import RawData
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split: inputs, observed and clean labels, and source indices.
+
+    Attributes:
+      x: inputs (uint8 images or float features), shape (N, ...).
+      labels: observed labels (noisy for train, and for validation unless
+        it is kept clean), int64 (N,).
+      clean_labels: true labels, int64 (N,).
+      source_indices: each example's index in the original array it came
+        from (the official training or test set).
+    """
+
+    x: np.ndarray
+    labels: np.ndarray
+    clean_labels: np.ndarray
+    source_indices: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def noise_mask(self) -> np.ndarray:
+        """True where the observed label differs from the clean one."""
+        return self.labels != self.clean_labels
+
+    @property
+    def noise_rate(self) -> float:
+        return float(self.noise_mask.mean()) if len(self) else 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class NoisyDataset:
+    """Train / validation / test splits with label noise, plus what a model needs to know.
+
+    Attributes:
+      class_names: a name per class (index = label), for tables and figures.
+      mean, std: input normalization on the [0, 1] scale for uint8 images
+        (per channel, or per feature for tabular data).
+      augment: training batches get a random crop and flip (CIFAR).
+    """
+
+    name: str
+    num_classes: int
+    input_shape: tuple[int, ...]
+    train: Split
+    validation: Split
+    test: Split
+    transition_matrix: np.ndarray
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: bool = False
+    class_names: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if not self.class_names:
+            object.__setattr__(self, "class_names", tuple(str(k) for k in range(self.num_classes)))
+
+    @property
+    def realized_noise_rate(self) -> float:
+        """Fraction of corrupted labels in the training split."""
+        return self.train.noise_rate
+
+
+def _check_labels(y: np.ndarray, num_classes: int, what: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{what} have shape {y.shape}: a 1-D array of integer class ids is required.")
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        if not np.issubdtype(y.dtype, np.floating) or not np.all(np.isfinite(y)):
+            raise ValueError(f"{what} have dtype {y.dtype}: integer class ids are required.")
+        bad = np.flatnonzero(y != np.round(y))
+        if bad.size:
+            raise ValueError(
+                f"{what} hold a fractional value ({float(y[bad[0]])!r} at index {bad[0]}): integer ids required."
+            )
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"{what} span [{y.min()}, {y.max()}]: they must lie in [0, {num_classes}).")
+    return y.astype(np.int64)
+
+
+def _check_inputs(x: np.ndarray, what: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise ValueError(f"{what} have dtype {x.dtype}: numbers are required.")
+    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+        first = np.argwhere(~np.isfinite(x))[0]
+        raise ValueError(f"{what} hold a NaN or infinite value at index {tuple(int(i) for i in first)}.")
+    return x
+
+
+def make_noisy_splits(
+    raw: RawData,
+    *,
+    name: str,
+    num_classes: int,
+    num_validation: int,
+    matrix,
+    num_train_examples: int | None = None,
+    clean_validation: bool = False,
+    seed: int = 0,
+    mean: Sequence[float] = (0.0,),
+    std: Sequence[float] = (1.0,),
+    augment: bool = False,
+    class_names: Sequence[str] = (),
+) -> NoisyDataset:
+    """Applies the paper's protocol to raw arrays (see the module docstring).
+
+    Args:
+      raw: official train and test arrays.
+      name: dataset name recorded in the result.
+      num_classes: K.
+      num_validation: how many of the official training examples become validation.
+      matrix: (K, K) transition matrix applied to train and validation labels.
+      num_train_examples: size n of the training subset (all of the train part if None).
+      clean_validation: keep validation labels clean.
+      seed: fixes the split, the subset and the noise.
+      mean, std: normalization recorded for the input pipeline.
+      augment: whether training batches are augmented (images only).
+      class_names: a name per class.
+    """
+    t = noise_lib.validate_transition_matrix(matrix, num_classes)
+    y_train = _check_labels(raw.y_train, num_classes, f"{name} training labels")
+    y_test = _check_labels(raw.y_test, num_classes, f"{name} test labels")
+    total = y_train.shape[0]
+    if not 0 <= num_validation < total:
+        raise ValueError(f"num_validation={num_validation} is not allowed: it must be in [0, {total}).")
+    train_part = total - num_validation
+    n = train_part if num_train_examples is None else int(num_train_examples)
+    if not 1 <= n <= train_part:
+        raise ValueError(
+            f"num_train_examples={num_train_examples} is not allowed for {name}: it must be in [1, {train_part}] "
+            f"(the training part after {num_validation} validation examples)."
+        )
+    split_seq, train_noise_seq, val_noise_seq = np.random.SeedSequence(seed).spawn(3)
+    perm = np.random.default_rng(split_seq).permutation(total)
+    train_idx, val_idx = perm[:train_part], perm[train_part:]
+    # Corrupt the whole train part, then take the first n: nested subsets.
+    train_noisy = noise_lib.corrupt(y_train[train_idx], t, np.random.default_rng(train_noise_seq)).labels[:n]
+    train_idx = train_idx[:n]
+    if clean_validation:
+        val_noisy = y_train[val_idx]
+    else:
+        val_noisy = noise_lib.corrupt(y_train[val_idx], t, np.random.default_rng(val_noise_seq)).labels
+    return NoisyDataset(
+        name=name,
+        num_classes=num_classes,
+        input_shape=tuple(raw.x_train.shape[1:]),
+        train=Split(raw.x_train[train_idx], train_noisy, y_train[train_idx], train_idx),
+        validation=Split(raw.x_train[val_idx], val_noisy, y_train[val_idx], val_idx),
+        test=Split(raw.x_test, y_test, y_test, np.arange(y_test.shape[0])),
+        transition_matrix=t,
+        mean=tuple(mean),
+        std=tuple(std),
+        augment=augment,
+        class_names=tuple(class_names),
+    )
+
+
+def resolve_matrix(noise: str, noise_rate: float, noise_matrix, num_classes: int, dataset: str) -> np.ndarray:
+    if noise_matrix is not None:
+        return noise_lib.validate_transition_matrix(noise_matrix, num_classes)
+    return noise_lib.transition_matrix(noise, num_classes, noise_rate, dataset)
+
+
+def load_noisy_dataset(
+    name: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    num_train_examples: int | None = None,
+    noise: str = "uniform",
+    noise_rate: float = 0.0,
+    noise_matrix=None,
+    clean_validation: bool = False,
+    seed: int = 0,
+    source: str = "auto",
+    allow_download: bool = False,
+    verify: bool = True,
+) -> NoisyDataset:
+    """Loads a named dataset and corrupts its labels in the paper's protocol.
+
+    Example::
+
+        from limit_tf import data
+        ds = data.load_noisy_dataset("mnist", data_dir="../shared/data",
+                                     num_train_examples=1000, noise="uniform",
+                                     noise_rate=0.8, seed=0)
+        ds.realized_noise_rate            # ~0.8
+        train, steps = data.training_stream(ds, batch_size=256, epochs=20)
+
+    Args:
+      name: ``mnist``, ``fashion_mnist``, ``cifar10`` or ``cifar100``.
+      data_dir: where the original files are (defaults to ``$LIMIT_DATA_DIR``).
+      num_train_examples: training subset size n (default: the whole train part).
+      noise: a name from :data:`limit_tf.noise.NOISE_MODELS`.
+      noise_rate: the noise rate in ``[0, 1)``.
+      noise_matrix: a user transition matrix; overrides ``noise``/``noise_rate``.
+      clean_validation: keep validation labels clean.
+      seed: the data seed (split, subset and noise).
+      source: ``auto``, ``local`` or ``tfds`` (see :func:`registry.load_raw`).
+      allow_download: let tfds download when nothing is found offline.
+      verify: check local files against their published checksums.
+    """
+    spec = registry.get_spec(name)
+    matrix = resolve_matrix(noise, noise_rate, noise_matrix, spec.num_classes, name)
+    limit = spec.train_size - spec.num_validation
+    if num_train_examples is not None and not 1 <= int(num_train_examples) <= limit:
+        raise ValueError(
+            f"num_train_examples={num_train_examples} is not allowed for {name}: it must be in [1, {limit}]."
+        )
+    raw = registry.load_raw(name, data_dir, source=source, allow_download=allow_download, verify=verify)
+    # Smaller copies (tfds mock data, truncated files) keep the split's proportions.
+    num_validation = spec.num_validation
+    if len(raw.y_train) != spec.train_size:
+        num_validation = max(1, round(len(raw.y_train) * spec.num_validation / spec.train_size))
+    return make_noisy_splits(
+        raw,
+        name=name,
+        num_classes=spec.num_classes,
+        num_validation=num_validation,
+        matrix=matrix,
+        num_train_examples=num_train_examples,
+        clean_validation=clean_validation,
+        seed=seed,
+        mean=spec.mean,
+        std=spec.std,
+        augment=spec.augment,
+        class_names=spec.class_names,
+    )
+
+
+def from_arrays(
+    x,
+    y,
+    *,
+    x_test=None,
+    y_test=None,
+    num_classes: int | None = None,
+    class_names: Sequence[str] = (),
+    validation_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    num_train_examples: int | None = None,
+    noise: str = "uniform",
+    noise_rate: float = 0.0,
+    noise_matrix=None,
+    clean_validation: bool = False,
+    seed: int = 0,
+    normalize: bool = False,
+    name: str = "arrays",
+) -> NoisyDataset:
+    """Builds a :class:`NoisyDataset` from in-memory arrays (images or tabular).
+
+    ``y`` holds the *clean* labels; noise is added as in
+    :func:`load_noisy_dataset`. Without ``x_test``, a clean test set of
+    ``test_fraction`` is held out first (with the data seed).
+
+    Args:
+      x: inputs, shape (N, ...). uint8 images or finite float features.
+      y: clean integer labels, shape (N,).
+      x_test, y_test: an explicit clean test set.
+      num_classes: K (default: ``max(y) + 1``).
+      class_names: a name per class.
+      validation_fraction: share of the non-test data used for validation.
+      test_fraction: share held out as test when ``x_test`` is not given.
+      normalize: standardize each feature with the training part's mean/std
+        (otherwise the inputs are used as they are; uint8 images are always
+        scaled to [0, 1]).
+      Other args: as in :func:`load_noisy_dataset`.
+
+    Raises:
+      ValueError: mismatched shapes, NaN or non-numeric inputs, fractional
+        or out-of-range labels, bad fractions.
+    """
+    x = _check_inputs(x, "x")
+    y = np.asarray(y)
+    if x.ndim < 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"x has shape {x.shape} and y {y.shape}: x must be (N, ...) with N = len(y).")
+    k = int(num_classes) if num_classes is not None else int(np.max(y)) + 1
+    y = _check_labels(y, k, "labels y")
+    for frac, what in ((validation_fraction, "validation_fraction"), (test_fraction, "test_fraction")):
+        if not 0.0 < frac < 1.0:
+            raise ValueError(f"{what}={frac!r} is not allowed: it must be in (0, 1).")
+    if (x_test is None) != (y_test is None):
+        raise ValueError("x_test and y_test must be given together.")
+    if class_names and len(class_names) != k:
+        raise ValueError(f"class_names has {len(class_names)} names for {k} classes.")
+    if x_test is None:
+        perm = np.random.default_rng(np.random.SeedSequence(seed).spawn(4)[3]).permutation(x.shape[0])
+        num_test = max(1, int(round(test_fraction * x.shape[0])))
+        test_idx, rest = perm[:num_test], perm[num_test:]
+        x_test, y_test, x, y = x[test_idx], y[test_idx], x[rest], y[rest]
+    else:
+        x_test = _check_inputs(x_test, "x_test")
+        y_test = _check_labels(y_test, k, "labels y_test")
+        if x_test.shape[1:] != x.shape[1:]:
+            raise ValueError(f"x_test has examples of shape {x_test.shape[1:]}, x of {x.shape[1:]}: they must match.")
+    raw = RawData(x, y, np.asarray(x_test), np.asarray(y_test))
+    matrix = resolve_matrix(noise, noise_rate, noise_matrix, k, name)
+    dataset = make_noisy_splits(
+        raw,
+        name=name,
+        num_classes=k,
+        num_validation=max(1, int(round(validation_fraction * y.shape[0]))),
+        matrix=matrix,
+        num_train_examples=num_train_examples,
+        clean_validation=clean_validation,
+        seed=seed,
+        augment=False,
+        class_names=class_names,
+    )
+    if not normalize:
+        return dataset
+    # Per-feature statistics of the training split only.
+    flat = dataset.train.x.reshape(len(dataset.train), -1).astype(np.float64)
+    flat = flat / 255.0 if dataset.train.x.dtype == np.uint8 else flat
+    mean = tuple(flat.mean(axis=0).tolist())
+    std = tuple(np.maximum(flat.std(axis=0), 1e-8).tolist())
+    return dataclasses.replace(dataset, mean=mean, std=std)

@@ -1,0 +1,138 @@
+"""Flags generated from the config; one-line errors from every entry point."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+
+from limit_tf import cli
+from limit_tf.config import ConfigError, ExperimentConfig
+from tests.conftest import REPO, write_fake_mnist
+
+
+def _flag_values(*argv, define=None):
+    values = flags.FlagValues()
+    (define or (lambda fv: cli.define_config_flags(fv)))(values)
+    values(["prog", *argv])
+    return values
+
+
+def test_one_flag_per_config_field_with_its_default_and_help():
+    values = _flag_values()
+    for field in dataclasses.fields(ExperimentConfig):
+        flag = values[field.name]
+        default = list(field.default) if isinstance(field.default, tuple) else field.default
+        default = None if default == "" else default  # an empty string flag is "not given"
+        assert flag.default == default, field.name
+        assert flag.help == field.metadata["help"]
+    assert cli.config_from_flags(values) == ExperimentConfig()
+
+
+def test_flags_become_the_config():
+    values = _flag_values(
+        "--workdir=w", "--method=limit", "--beta=3", "--sample", "--sigma_q=0.1", "--num_train_examples=100",
+        "--devices=/gpu:0,/gpu:1", "--noverify_data",
+    )  # fmt: skip
+    config = cli.config_from_flags(values)
+    assert config == ExperimentConfig(
+        workdir="w",
+        method="limit",
+        beta=3.0,
+        sample=True,
+        sigma_q=0.1,
+        num_train_examples=100,
+        devices=("/gpu:0", "/gpu:1"),
+        verify_data=False,
+    )
+
+
+def test_entry_point_defaults_and_exclusions():
+    values = _flag_values(define=lambda fv: cli.define_config_flags(fv, exclude=("workdir",), defaults={"epochs": 7}))
+    assert "workdir" not in values and values["epochs"].default == 7
+    assert cli.config_from_flags(values, workdir="x").epochs == 7
+
+
+def test_grid_flags_cover_every_hyperparameter_and_parse_by_type():
+    def define(fv):
+        cli.define_config_flags(fv)
+        cli.define_grid_flags(fv)
+
+    values = _flag_values(
+        "--betas=0,1,10", "--samples=false,true", "--predictors=laplace", "--noise_stds=0.1", define=define
+    )
+    assert {cli.grid_flag(name) for name in cli.hyperparameters()} <= set(values)
+    assert cli.grids_from_flags(values) == {
+        "beta": [0.0, 1.0, 10.0],
+        "sample": [False, True],
+        "predictor": ["laplace"],
+        "noise_std": [0.1],
+    }
+    assert cli.grid_flag("warmup_epochs") == "warmup_epochs_grid"
+    for bad, message in (("--betas=a", "--betas: 'a' is not a float"), ("--betas=-1", "it must be >= 0")):
+        with pytest.raises(ConfigError, match=message):
+            cli.grids_from_flags(_flag_values(bad, define=define))
+
+
+def _run(module, *args, env=None):
+    # Without TF_CPP_MIN_LOG_LEVEL: the entry points must silence TensorFlow themselves.
+    full_env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"} | (env or {})
+    command = [sys.executable, *(["-m", module] if not module.endswith(".py") else [module]), *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=full_env, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "module,args,message",
+    [
+        (
+            "limit_tf.main",
+            ["--noise_rate=1.5", "--workdir={w}"],
+            "error: --noise_rate=1.5 is not allowed: it must be in [0, 1).",
+        ),
+        ("limit_tf.main", ["--workdir={file}"], "is a file, not a directory."),
+        ("limit_tf.main", ["--workdir={w}", "extra"], "error: unexpected arguments ['extra']"),
+        ("limit_tf.sweep", ["--root={w}", "--variants=limit_x"], "error: --variants: unknown 'limit_x'"),
+        ("limit_tf.report", ["--root={w}"], "error: no finished run (results.json) under"),
+        ("limit_tf.detection", ["--workdir={w}"], "is not a run's work dir (config.json is missing)."),
+        ("limit_tf.detection", ["--workdir={w}", "--score=loss"], "error: unknown score 'loss'"),
+        ("limit_tf.demo", ["--root={w}", "--epochs=0"], "error: --epochs=0 is not allowed"),
+        ("tuner.search", ["--workdir={w}", "--oracle=annealing"], "error: --oracle='annealing' is not allowed"),
+        ("benchmarks/throughput.py", ["--variants=sgd", "--out={w}/t.json"], "error: --variants: 'sgd' is not allowed"),
+        ("benchmarks/reproduce_mnist.py", ["--cells=0.3:10", "--root={w}"], "is not a cell of the paper's MNIST table"),
+    ],
+)
+def test_entry_points_fail_with_one_line_status_2_and_write_nothing(tmp_path, module, args, message):
+    (tmp_path / "afile").write_text("x")
+    args = [a.format(w=tmp_path / "w", file=tmp_path / "afile") for a in args]
+    result = _run(module, *args)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in lines[-1], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not any("cpu_feature_guard" in line or line.startswith("I0000") for line in lines), lines
+    assert not (tmp_path / "w").exists()
+
+
+def test_missing_data_offline_is_one_line(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = _run("limit_tf.main", f"--data_dir={empty}", f"--workdir={tmp_path / 'w'}", env={"LIMIT_DATA_DIR": ""})
+    assert result.returncode == 2 and "not found offline" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "w").exists()
+
+
+def test_runner_end_to_end_with_progress_lines(tmp_path):
+    write_fake_mnist(tmp_path / "data")
+    workdir = tmp_path / "run"
+    args = [f"--data_dir={tmp_path / 'data'}", f"--workdir={workdir}", "--architecture=mlp", "--epochs=2"]
+    args += ["--batch_size=64", "--method=limit", "--predictor=laplace", "--beta=1", "--noise_rate=0.5"]
+    args += ["--num_train_examples=200", "--noverify_data"]
+    result = _run("limit_tf.main", *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)
+    results = json.loads((workdir / "results.json").read_text())
+    assert summary["epochs_run"] == 2 and summary["test_accuracy"] == results["test_accuracy"]
+    assert "epoch 2/2" in result.stderr and "ETA" in result.stderr  # progress lines

@@ -1,0 +1,78 @@
+"""The work-directory format: atomic writes, tolerant reads, one-line errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from limit_tf import workdir
+
+
+def test_atomic_path_leaves_the_old_file_when_the_writer_fails(tmp_path):
+    path = tmp_path / "results.json"
+    workdir.write_json(path, {"a": 1})
+    with pytest.raises(RuntimeError), workdir.atomic_path(path) as tmp:
+        tmp.write_text('{"a": 2, "tor')
+        raise RuntimeError("killed mid-write")
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]  # no temporary left behind
+
+
+def test_json_and_npz_round_trip(tmp_path):
+    run = workdir.RunDir(tmp_path)
+    run.write_results({"x": np.float32(0.5), "v": np.arange(3), "p": tmp_path})
+    assert run.results() == {"x": 0.5, "v": [0, 1, 2], "p": str(tmp_path)} and run.finished
+    run.write_labels({"a": np.arange(4), "names": np.asarray(["x", "y"])})
+    labels = run.labels()
+    assert labels["a"].tolist() == [0, 1, 2, 3] and labels["names"].tolist() == ["x", "y"]
+
+
+@pytest.mark.parametrize("name", ["config.json", "selection.json", "results.json"])
+def test_a_corrupt_json_file_is_one_line_naming_it_and_what_to_do(tmp_path, name):
+    (tmp_path / name).write_text('{"method": "li')
+    run = workdir.RunDir(tmp_path)
+    reader = {"config.json": run.config, "selection.json": run.selection, "results.json": run.results}[name]
+    with pytest.raises(workdir.CorruptFileError) as error:
+        reader()
+    message = str(error.value)
+    assert "\n" not in message and f"{tmp_path / name} is corrupt" in message and "delete" in message
+
+
+def test_metrics_csv_drops_a_torn_last_row_and_keeps_the_last_row_per_epoch(tmp_path):
+    run = workdir.RunDir(tmp_path)
+    rows = [{"epoch": e, "loss": 1.0 / (e + 1), "val_accuracy": 0.1 * e} for e in range(4)]
+    run.write_metrics(rows)
+    assert run.metrics() == rows
+    text = (tmp_path / "metrics.csv").read_text()
+    (tmp_path / "metrics.csv").write_text(text + "1,0.25,0.9\n" + "4,0.2")  # epoch 1 redone, then a torn line
+    got = run.metrics()
+    assert [r["epoch"] for r in got] == [0, 1, 2, 3] and got[1]["val_accuracy"] == 0.9
+    (tmp_path / "metrics.csv").write_text("")
+    assert run.metrics() == []
+
+
+def test_find_runs_lists_finished_runs_only(tmp_path):
+    for name, finished in (("a/seed0", True), ("a/seed1", False), ("b", True)):
+        run = workdir.RunDir(tmp_path / name)
+        run.path.mkdir(parents=True)
+        run.write_config({"method": "ce"})
+        if finished:
+            run.write_results({"test_accuracy": 0.5})
+    (tmp_path / "b" / "workers" / "worker_1").mkdir(parents=True)
+    (tmp_path / "b" / "workers" / "worker_1" / "results.json").write_text("{}")
+    assert [r.path.relative_to(tmp_path).as_posix() for r in workdir.find_runs(tmp_path)] == ["a/seed0", "b"]
+    assert workdir.find_runs(tmp_path / "missing") == []
+
+
+def test_unusable_dir_problems(tmp_path):
+    (tmp_path / "file").write_text("x")
+    assert workdir.unusable_dir_problem(tmp_path / "file") == "is a file, not a directory"
+    assert "which is a file" in workdir.unusable_dir_problem(tmp_path / "file" / "a" / "b")
+    assert workdir.unusable_dir_problem(tmp_path / "new" / "run") is None
+    assert workdir.unusable_dir_problem(tmp_path) is None
+
+
+def test_versions_are_read_without_importing_tensorflow():
+    versions = workdir.library_versions()
+    assert set(versions) >= {"limit_tf", "python", "tensorflow", "keras", "numpy"}
+    assert all(versions[k] for k in ("limit_tf", "python", "keras", "numpy", "tensorflow"))
