@@ -23,6 +23,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import dataclasses  # noqa: E402
+import logging as python_logging  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 
@@ -53,6 +54,8 @@ def run(main: Callable[[list[str]], None], define: Callable[[], None] | None = N
     """Defines the flags, parses them and runs ``main``; user errors end in one line and status 2."""
     if define is not None:
         define()
+    # TensorFlow's own INFO lines (one per checkpoint written, ...) would drown the progress lines.
+    python_logging.getLogger("tensorflow").setLevel(python_logging.WARNING)
 
     def guarded(argv):
         if len(argv) > 1:

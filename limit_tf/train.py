@@ -223,7 +223,8 @@ def protocol_callbacks(model, config, dataset, protocol: callbacks_lib.ProtocolS
     if config.track_test_accuracy:
         test_inputs = data_lib.to_tf_dataset(dataset, "test", batch_size=EVAL_BATCH, inputs_only=True)
         monitors.append(callbacks_lib.TestAccuracyMonitor(classifier, test_inputs, dataset.test.labels))
-    out = [callbacks_lib.NanGuard(), *monitors, protocol]
+    # The monitors only add columns to the chief's metrics.csv: the other workers skip them.
+    out = [callbacks_lib.NanGuard(), *(monitors if chief else []), protocol]
     if chief:
         label = f"{methods.variant_of(config).name} {Path(config.workdir).name}"
         out += [
