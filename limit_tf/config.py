@@ -39,6 +39,7 @@ EXECUTION_FIELDS = frozenset(
         "deterministic",
         "strategy",
         "devices",
+        "cluster_timeout",
     }
 )
 
@@ -100,6 +101,7 @@ class ExperimentConfig:
         "$TF_CONFIG; run the same command on every worker). See docs/distributed.md.",
     )
     devices: tuple[str, ...] = _field((), "Devices for --strategy=mirrored (default: all local GPUs).")
+    cluster_timeout: int = _field(600, "--strategy=multi_worker: seconds to wait for every worker to join.")
 
     @property
     def resolved_architecture(self) -> str:
@@ -159,6 +161,7 @@ class ExperimentConfig:
             )
         if self.strategy == "multi_worker":
             check_tf_config()
+            _integer("cluster_timeout", self.cluster_timeout, minimum=1)
         if self.jit_compile and self.strategy != "default":
             raise ConfigError(
                 f"--jit_compile is not supported with --strategy={self.strategy} (keras-team/keras#19005)."

@@ -40,7 +40,7 @@ class _LogitsLoss(keras.losses.Loss):
 class MeanAbsoluteError(_LogitsLoss):
     """MAE between the one-hot label and the softmax: ``sum_c |y_c - s_c(a)|``."""
 
-    def __init__(self, name="mae", **kwargs):
+    def __init__(self, name="mean_absolute_error_of_softmax", **kwargs):
         super().__init__(name=name, **kwargs)
 
     def per_example(self, y_one_hot, logits):
@@ -51,7 +51,7 @@ class MeanAbsoluteError(_LogitsLoss):
 class MeanSquaredError(_LogitsLoss):
     """Squared error between the one-hot label and the softmax: ``sum_c (y_c - s_c(a))^2``."""
 
-    def __init__(self, name="mse", **kwargs):
+    def __init__(self, name="squared_error_of_softmax", **kwargs):
         super().__init__(name=name, **kwargs)
 
     def per_example(self, y_one_hot, logits):
@@ -66,7 +66,7 @@ class GeneralizedCrossEntropy(_LogitsLoss):
     ``s_y`` is exactly 0 (``x^q`` has an infinite slope there).
     """
 
-    def __init__(self, q: float = 0.7, name="gce", **kwargs):
+    def __init__(self, q: float = 0.7, name="generalized_cross_entropy", **kwargs):
         if not 0.0 < q <= 1.0:
             raise ValueError(f"GCE q={q!r} is not allowed: it must be in (0, 1].")
         super().__init__(name=name, **kwargs)
@@ -88,7 +88,7 @@ class ForwardCorrectedCrossentropy(_LogitsLoss):
     the implied distribution of the noisy label, fitted by cross-entropy.
     """
 
-    def __init__(self, transition_matrix, name="fw", **kwargs):
+    def __init__(self, transition_matrix, name="forward_corrected_cross_entropy", **kwargs):
         super().__init__(name=name, **kwargs)
         self.transition_matrix = noise_lib.validate_transition_matrix(transition_matrix)
 
@@ -134,7 +134,7 @@ class DMILoss(keras.losses.Loss):
     strategy: on each replica's part, averaged over replicas).
     """
 
-    def __init__(self, name="dmi", **kwargs):
+    def __init__(self, name="determinant_mutual_information", **kwargs):
         kwargs.setdefault("reduction", "sum")
         super().__init__(name=name, **kwargs)
 

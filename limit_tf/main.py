@@ -17,7 +17,6 @@ Invalid flags exit with status 2 and a one-line message before anything is writt
 from __future__ import annotations
 
 import json
-import sys
 
 from limit_tf import cli
 
@@ -29,7 +28,9 @@ def main(argv) -> None:
         config.validate()
         from limit_tf import distribute
 
-        distribute.get_strategy("multi_worker")  # before any other TensorFlow op
+        distribute.get_strategy("multi_worker", cluster_timeout=config.cluster_timeout)  # before any other TF op
+    import tensorflow as tf
+
     from limit_tf import train
 
     dataset = train.prepare(config)
@@ -37,8 +38,16 @@ def main(argv) -> None:
     try:
         results = train.run_experiment(config, dataset=dataset)
     except train.TrainingDivergedError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        cli.fail(str(e), status=1)
+    except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError) as e:
+        if config.strategy != "multi_worker":
+            raise
+        reason = e.message.split("\n")[0].split("}}")[-1].strip()
+        cli.fail(
+            f"another worker stopped ({type(e).__name__}: {reason}); run the same command on every worker to "
+            "resume from the last finished epoch.",
+            status=1,
+        )
     summary = {
         k: results[k] for k in ("test_accuracy", "best_val_accuracy", "best_epoch", "epochs_run", "realized_noise_rate")
     }

@@ -166,7 +166,8 @@ def run_experiment(config: ExperimentConfig, *, callbacks=(), dataset: data_lib.
       ConfigError: bad settings, data or work dir (nothing is written then).
       TrainingDivergedError: the loss became NaN (the last good epoch is kept).
     """
-    strategy = distribute.get_strategy(config.strategy, config.devices)  # multi_worker: before any other op
+    # multi_worker: before any other TensorFlow op
+    strategy = distribute.get_strategy(config.strategy, config.devices, cluster_timeout=config.cluster_timeout)
     multi = config.strategy == "multi_worker"
     chief = is_chief(strategy) if multi else True
     run = workdir.RunDir(config.workdir)

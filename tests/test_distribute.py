@@ -133,3 +133,13 @@ def test_runner_under_mirrored_strategy_equals_one_device(tmp_path, fake_data):
 def test_paper_cnn_builds_with_synchronized_bn():
     model = models.build_model("mnist_cnn", 10, (28, 28, 1), synchronized_bn=True)
     assert all(layer.synchronized for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+
+
+def test_a_device_that_does_not_exist_is_refused_not_replaced_by_the_cpu():
+    from limit_tf.config import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"--devices=/gpu:0,/cpu:0: /gpu:0 does not exist on this machine; available: CPU:0"
+    ):
+        distribute.check_devices(("/gpu:0", "/cpu:0"))
+    distribute.check_devices(("/cpu:0", "/device:CPU:1", "CPU:1"))

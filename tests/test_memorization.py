@@ -9,7 +9,7 @@ epochs CE reaches ~0.69 on the noisy labels, LIMIT_L (beta = 10) ~0.19.
 
 import pytest
 
-from limit_tf import train
+from limit_tf import train, workdir
 from limit_tf.config import ExperimentConfig
 
 
@@ -30,7 +30,7 @@ def test_limit_does_not_memorize_noise_but_ce_does(tmp_path, mnist_dir):
         "limit": dict(method="limit", predictor="laplace", beta=10.0),
     }.items():
         results = train.run_experiment(base.replace(workdir=str(tmp_path / name), **settings))
-        final[name] = (train.read_metrics(tmp_path / name)[-1], results)
+        final[name] = (workdir.RunDir(tmp_path / name).metrics()[-1], results)
     ce, limit = final["ce"][0], final["limit"][0]
     clean_fraction = 1 - final["ce"][1]["realized_noise_rate"]
     assert ce["train_acc_observed"] > clean_fraction + 0.25  # CE memorizes the noise

@@ -173,3 +173,41 @@ def test_killed_worker_then_restart_resumes(tmp_path, data_dir):
     with Cluster(straight, _free_ports(2), tmp_path) as cluster:
         assert cluster.start("straight").wait() == [0, 0], cluster.log("straight", 0)[-3000:]
     _assert_same_run(tmp_path / "multi", tmp_path / "straight", exact=True)
+
+
+def test_a_worker_whose_peer_never_comes_gives_up_with_one_line(tmp_path, data_dir):
+    config = _config(tmp_path / "alone", data_dir).replace(cluster_timeout=10)
+    with Cluster(config, _free_ports(2), tmp_path) as cluster:
+        cluster.procs = []
+        cluster.start("alone")
+        lonely, absent = cluster.procs
+        absent.kill()  # worker 1 never joins
+        absent.wait()
+        start = time.time()
+        lonely.wait(timeout=90)
+        elapsed = time.time() - start
+        log = cluster.log("alone", 0)
+    assert lonely.returncode != 0 and elapsed < 60
+    assert "could not reach every worker of $TF_CONFIG" in log.strip().splitlines()[-1], log[-2000:]
+    assert not (tmp_path / "alone").exists()  # nothing written
+
+
+def test_sigterm_stops_a_worker_and_its_peer_says_so_in_one_line(tmp_path, data_dir):
+    config = _config(tmp_path / "multi", data_dir, epochs=30, patience=30)
+    checkpoints = workdir.RunDir(tmp_path / "multi").checkpoint_dir
+    with Cluster(config, _free_ports(2), tmp_path) as cluster:
+        cluster.start("term")
+        deadline = time.time() + WORKER_TIMEOUT_S
+        while not list(checkpoints.glob("epoch-1.index")):
+            assert time.time() < deadline and all(p.poll() is None for p in cluster.procs), cluster.log("term", 0)[
+                -3000:
+            ]
+            time.sleep(0.05)
+        chief, other = cluster.procs
+        chief.send_signal(signal.SIGTERM)  # TensorFlow's coordination service would swallow it
+        chief.wait(timeout=20)
+        other.wait(timeout=60)
+        log = cluster.log("term", 1)
+    assert chief.returncode == -signal.SIGTERM
+    assert other.returncode == 1
+    assert "another worker stopped" in log.strip().splitlines()[-1] and "resume" in log, log[-2000:]

@@ -1,0 +1,81 @@
+"""Kills at random instants, some inside a checkpoint write: every run resumes to identical results."""
+
+import os
+import random
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from limit_tf import workdir
+from tests.conftest import REPO, write_fake_mnist
+
+pytestmark = pytest.mark.slow
+
+ARGS = [
+    "--architecture=mlp",
+    "--method=limit",
+    "--predictor=laplace",
+    "--beta=1",
+    "--sample",
+    "--sigma_q=0.1",
+    "--noise_rate=0.5",
+    "--num_train_examples=300",
+    "--batch_size=32",
+    "--epochs=50",
+    "--patience=50",
+    "--deterministic",
+    "--noverify_data",
+]
+
+
+def _start(run_dir, data_dir, log, pause_dir=None):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("LIMIT_TEST_PAUSE_IN_SAVE", None)
+    if pause_dir is not None:
+        env["LIMIT_TEST_PAUSE_IN_SAVE"] = str(pause_dir)
+    command = [sys.executable, "-m", "tests.kill_harness", f"--workdir={run_dir}", f"--data_dir={data_dir}", *ARGS]
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def test_ten_kills_four_inside_a_checkpoint_write_resume_to_identical_results(tmp_path):
+    write_fake_mnist(tmp_path / "data", n_train=600, n_test=100, learnable=True)
+    log = open(tmp_path / "log.txt", "w")  # noqa: SIM115 - shared by every process of the test
+    reference = _start(tmp_path / "reference", tmp_path / "data", log)
+    assert reference.wait(timeout=300) == 0, (tmp_path / "log.txt").read_text()[-3000:]
+    run = workdir.RunDir(tmp_path / "run")
+    rng = random.Random(0)
+    plan = ["save"] * 4 + ["random"] * 6
+    rng.shuffle(plan)
+    kills = {"save": 0, "random": 0}
+    attempts = 0
+    while sum(kills.values()) < len(plan) and attempts < 30 and not run.finished:
+        attempts += 1
+        kind = plan[sum(kills.values())]
+        pause_dir = tmp_path / f"pause{attempts}"
+        pause_dir.mkdir()
+        proc = _start(run.path, tmp_path / "data", log, pause_dir if kind == "save" else None)
+        deadline = time.time() + 120
+        if kind == "save":
+            while not list(pause_dir.iterdir()) and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.02)
+        else:
+            time.sleep(rng.uniform(3.0, 8.0))  # start-up takes ~4 s: some kills land before training, most during
+        if proc.poll() is None:
+            proc.kill()
+            kills[kind] += 1
+        proc.wait()
+    assert kills == {"save": 4, "random": 6}, (kills, attempts)
+    final = _start(run.path, tmp_path / "data", log)
+    assert final.wait(timeout=300) == 0, (tmp_path / "log.txt").read_text()[-3000:]
+    log.close()
+    expected, got = workdir.RunDir(tmp_path / "reference"), run
+    for key in ("test_accuracy", "best_val_accuracy", "best_epoch", "epochs_run"):
+        assert got.results()[key] == expected.results()[key], key
+    assert got.metrics() == expected.metrics()  # every epoch once, with identical values
+    weights = [keras.models.load_model(r.file("best.keras")).get_weights() for r in (expected, got)]
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_array_equal(a, b)
