@@ -331,6 +331,7 @@ def build_model(
     last_bias: bool = True,
     synchronized_bn: bool = False,
     name: str | None = None,
+    **options,
 ) -> keras.Model:
     """Builds a network by name; used for the classifier and the q-network alike.
 
@@ -342,6 +343,7 @@ def build_model(
       synchronized_bn: all-reduce batch-norm moments across replicas (use
         under a distribution strategy).
       name: model name (defaults to the architecture name).
+      **options: the architecture's own options (e.g. the MNIST CNN's ``hidden_bn``).
 
     Returns:
       A built ``keras.Model`` returning logits.
@@ -356,6 +358,7 @@ def build_model(
         last_bias=last_bias,
         synchronized_bn=synchronized_bn,
         name=name or architecture,
+        **options,
     )
 
 
@@ -389,12 +392,4 @@ def build_predictor(
         raise ValueError(f"unknown q architecture {q_architecture!r}; allowed: {', '.join(Q_CHOICES)}.")
     architecture = classifier_architecture if q_architecture in ("reference", "same") else q_architecture
     options = dict(REFERENCE_PREDICTORS.get(architecture, {})) if q_architecture == "reference" else {}
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}; allowed: {', '.join(ARCHITECTURES)}.")
-    return ARCHITECTURES[architecture](
-        int(num_classes),
-        tuple(int(d) for d in input_shape),
-        synchronized_bn=synchronized_bn,
-        name=name,
-        **options,
-    )
+    return build_model(architecture, num_classes, input_shape, synchronized_bn=synchronized_bn, name=name, **options)
