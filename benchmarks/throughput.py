@@ -19,6 +19,16 @@ which the median is reported. Also measured:
   t(batch) / t(step)`` bounds what the pipeline can cost a step even if
   prefetching hid none of it;
 - LIMIT's step time over CE's, in the same run and jit mode;
+- the floating-point work of one step, counted from the layers (every
+  convolution and dense layer of every trained network: forward, the
+  weights' gradient, and the inputs' gradient except for the first layer,
+  which needs none; batch norm, activations, losses and the optimizer are
+  element-wise, a few % of it, and left out), the GFLOP/s achieved and
+  their share of the two cores' peak (AVX2 with two FMA units per core: 32
+  float32 FLOP per cycle per core at the nominal clock of /proc/cpuinfo);
+- with ``--plain_conv``, every variant also with Keras' own ``Conv2D`` in
+  place of ``limit_tf.models.Conv2D`` (the whole-input convolution as a
+  convolution): the before/after of that change, from the same run;
 - the peak resident memory of the process that ran the variant (each
   variant runs in a fresh process).
 
@@ -55,8 +65,10 @@ def define_flags() -> None:
     flags.DEFINE_integer("warmup_steps", 10, "Untimed steps first (tracing, XLA compilation).")
     flags.DEFINE_integer("steps", 20, "Steps per timing.")
     flags.DEFINE_integer("repeats", 5, "Timings per measurement; the median is reported.")
+    flags.DEFINE_integer("rounds", 1, "Fresh processes per variant, interleaved across variants; medians reported.")
     flags.DEFINE_string("out", str(HERE / "results" / "throughput.json"), "JSON output path.")
     flags.DEFINE_string("label", "", "A note stored with the results (e.g. 'before', 'after').")
+    flags.DEFINE_bool("plain_conv", False, "Also time every variant with Keras' own Conv2D (the before).")
 
 
 def peak_rss_mb() -> float:
@@ -73,14 +85,45 @@ def _time_steps(train_function, iterator, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def measure(variant: str, config_values: dict, *, warmup_steps: int, steps: int, repeats: int) -> dict:
+def layer_flops(network, *, first_needs_input_grad: bool = False) -> float:
+    """FLOPs per example of one training step of ``network``'s convolutions and dense layers."""
+    import keras
+
+    total, first = 0.0, True
+    for layer in network.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            out_h, out_w, filters = layer.output.shape[1:]
+            kh, kw = layer.kernel_size
+            macs = out_h * out_w * filters * kh * kw * layer.input.shape[-1]
+        elif isinstance(layer, keras.layers.Dense):
+            macs = layer.input.shape[-1] * layer.units
+        else:
+            continue
+        passes = 2 if first and not first_needs_input_grad else 3  # forward, weights' grad, inputs' grad
+        total += 2.0 * macs * passes
+        first = False
+    return total
+
+
+def peak_gflops() -> float:
+    """The usable cores' float32 peak: 32 FLOP per cycle per core (AVX2, two FMA units) at the nominal clock."""
+    mhz = [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines() if "cpu MHz" in line]
+    return len(os.sched_getaffinity(0)) * 32 * (max(mhz) if mhz else 2000.0) / 1000.0
+
+
+def measure(
+    variant: str, config_values: dict, *, warmup_steps: int, steps: int, repeats: int, plain_conv: bool = False
+) -> dict:
     """One variant in this process (run it in a fresh one: peak memory is the process's)."""
     import keras
     import tensorflow as tf
 
-    from limit_tf import builders, train
+    from limit_tf import builders, models, train
     from limit_tf import data as data_lib
     from limit_tf.config import ExperimentConfig
+
+    if plain_conv:  # the before: Keras' convolution for the whole-input case too
+        models.Conv2D.call = keras.layers.Conv2D.call
 
     config = ExperimentConfig.from_dict({**config_values, **methods.variant_settings(variant)})
     dataset = train.load_data(config)
@@ -110,9 +153,16 @@ def measure(variant: str, config_values: dict, *, warmup_steps: int, steps: int,
             next(pipeline)
         alone.append((time.perf_counter() - start) / steps)
     t_input = statistics.median(alone)
+    networks = [builders.classifier_of(model)]
+    if builders.predictor_of(model) is not None:
+        networks.append(builders.predictor_of(model))
+    flops = batch_size * sum(layer_flops(n) for n in networks)
     return {
-        "variant": variant,
+        "variant": variant + ("_plain_conv" if plain_conv else ""),
         "jit_compile": config.jit_compile,
+        "gflop_per_step": round(flops / 1e9, 3),
+        "gflops": round(flops / t_pipe / 1e9, 1),
+        "share_of_peak": round(flops / t_pipe / 1e9 / peak_gflops(), 3),
         "step_ms": round(1000 * t_pipe, 2),
         "step_ms_in_memory": round(1000 * t_mem, 2),
         "examples_per_s": round(batch_size / t_pipe, 1),
@@ -122,6 +172,20 @@ def measure(variant: str, config_values: dict, *, warmup_steps: int, steps: int,
         "step_ms_all": [round(1000 * t, 2) for t in piped],
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
+
+
+def _medians(results: list[dict]) -> list[dict]:
+    """One row per (variant, jit): the round with the median step time, and every round's step time."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["variant"], r["jit_compile"]), []).append(r)
+    out = []
+    for rows in groups.values():
+        rows = sorted(rows, key=lambda r: r["step_ms"])
+        median = dict(rows[(len(rows) - 1) // 2])
+        median["step_ms_rounds"] = [r["step_ms"] for r in rows]
+        out.append(median)
+    return out
 
 
 def _in_fresh_process(*args, **kwargs) -> dict:
@@ -150,27 +214,39 @@ def main(argv) -> None:
     for variant in FLAGS.variants:
         base.replace(**methods.variant_settings(variant)).validate()
     train.prepare(base)  # fails fast on missing data, before any child starts
+    print(f"peak: {peak_gflops():.0f} GFLOP/s ({len(os.sched_getaffinity(0))} cores)")
     print(
-        f"{'variant':<10} {'jit':<4} {'step ms':>8} {'ex/s':>8} {'input %':>8} {'bound %':>8} {'peak MB':>8}",
+        f"{'variant':<18} {'jit':<4} {'step ms':>8} {'ex/s':>8} {'GFLOP/s':>8} {'peak %':>7} {'input %':>8} "
+        f"{'bound %':>8} {'peak MB':>8}",
         flush=True,
     )
     results = []
     for jit in FLAGS.jit:
-        for variant in FLAGS.variants:
-            values = base.replace(jit_compile=jit == "on").to_dict()
-            r = _in_fresh_process(
-                variant, values, warmup_steps=FLAGS.warmup_steps, steps=FLAGS.steps, repeats=FLAGS.repeats
-            )
-            results.append(r)
-            print(
-                f"{variant:<10} {jit:<4} {r['step_ms']:>8.1f} {r['examples_per_s']:>8.0f} "
-                f"{100 * r['input_share']:>8.1f} {100 * r['input_share_bound']:>8.1f} {r['peak_rss_mb']:>8.0f}",
-                flush=True,
-            )
+        for _ in range(FLAGS.rounds):
+            for variant in FLAGS.variants:
+                for plain in (False, True) if FLAGS.plain_conv else (False,):
+                    values = base.replace(jit_compile=jit == "on").to_dict()
+                    r = _in_fresh_process(
+                        variant,
+                        values,
+                        warmup_steps=FLAGS.warmup_steps,
+                        steps=FLAGS.steps,
+                        repeats=FLAGS.repeats,
+                        plain_conv=plain,
+                    )
+                    results.append(r)
+                    print(
+                        f"{r['variant']:<18} {jit:<4} {r['step_ms']:>8.1f} {r['examples_per_s']:>8.0f} "
+                        f"{r['gflops']:>8.1f} {100 * r['share_of_peak']:>7.1f} {100 * r['input_share']:>8.1f} "
+                        f"{100 * r['input_share_bound']:>8.1f} {r['peak_rss_mb']:>8.0f}",
+                        flush=True,
+                    )
+    results = _medians(results)
     ratios = {}
     for r in results:
-        ce = next((c for c in results if c["variant"] == methods.CE and c["jit_compile"] == r["jit_compile"]), None)
-        if ce is not None and r["variant"] != methods.CE:
+        same_conv = methods.CE + ("_plain_conv" if r["variant"].endswith("_plain_conv") else "")
+        ce = next((c for c in results if c["variant"] == same_conv and c["jit_compile"] == r["jit_compile"]), None)
+        if ce is not None and r["variant"] != same_conv:
             r["ratio_to_ce"] = round(r["step_ms"] / ce["step_ms"], 3)
             ratios[f"{r['variant']}/ce jit={'on' if r['jit_compile'] else 'off'}"] = r["ratio_to_ce"]
     for key, value in ratios.items():
@@ -182,7 +258,9 @@ def main(argv) -> None:
             "warmup_steps": FLAGS.warmup_steps,
             "steps": FLAGS.steps,
             "repeats": FLAGS.repeats,
+            "rounds": FLAGS.rounds,
         },
+        "peak_gflops": round(peak_gflops(), 1),
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),

@@ -47,6 +47,43 @@ def torch_default_initializers(fan_in: int) -> dict:
     }
 
 
+@keras.saving.register_keras_serializable(package="limit_tf")
+class Conv2D(layers.Conv2D):
+    """``keras.layers.Conv2D`` that computes a whole-input convolution as one matrix product.
+
+    When the kernel covers its whole input (valid padding, no dilation,
+    height and width equal to the kernel's: the MNIST CNN's last
+    convolution, 3x3 on 3x3), each output is a dot product of the flattened
+    input with the flattened kernel, so the layer multiplies ``(B, kh*kw*C)``
+    by ``(kh*kw*C, filters)``: the same numbers, with the same weights, but
+    TensorFlow's CPU convolution gradients for this shape are an order of
+    magnitude slower than a matrix product's (``benchmarks/README.md``).
+    Every other case is Keras' convolution.
+    """
+
+    def _whole_input(self, inputs) -> bool:
+        return (
+            self.rank == 2
+            and self.data_format == "channels_last"
+            and self.padding == "valid"
+            and tuple(self.dilation_rate) == (1, 1)
+            and self.groups == 1
+            and tuple(inputs.shape[1:3]) == tuple(self.kernel_size)
+        )
+
+    def call(self, inputs):
+        if not self._whole_input(inputs):
+            return super().call(inputs)
+        from keras import ops
+
+        kernel = ops.reshape(self.kernel, (-1, self.filters))
+        outputs = ops.matmul(ops.reshape(inputs, (-1, kernel.shape[0])), ops.cast(kernel, inputs.dtype))
+        if self.use_bias:
+            outputs = outputs + ops.cast(self.bias, outputs.dtype)
+        outputs = ops.reshape(outputs, (-1, 1, 1, self.filters))
+        return self.activation(outputs) if self.activation is not None else outputs
+
+
 def _conv(x, filters: int, kernel: int, stride: int, padding: int, *, use_bias: bool, name: str):
     fan_in = kernel * kernel * int(x.shape[-1])
     if padding:
@@ -54,7 +91,7 @@ def _conv(x, filters: int, kernel: int, stride: int, padding: int, *, use_bias: 
     init = torch_default_initializers(fan_in)
     if not use_bias:
         init.pop("bias_initializer")
-    return layers.Conv2D(filters, kernel, strides=stride, padding="valid", use_bias=use_bias, name=name, **init)(x)
+    return Conv2D(filters, kernel, strides=stride, padding="valid", use_bias=use_bias, name=name, **init)(x)
 
 
 def _dense(x, units: int, *, name: str, activation=None, use_bias: bool = True):

@@ -170,3 +170,29 @@ def test_reference_q_network_has_one_batch_norm_more_on_mnist():
     )
     with pytest.raises(ValueError, match="unknown q architecture 'vgg'"):
         models.build_predictor("vgg", "mnist_cnn", 10, (28, 28, 1))
+
+
+def test_whole_input_convolution_equals_keras_convolution(rng):
+    """The matrix-product path (kernel as large as its input) gives Keras' outputs and gradients."""
+    import keras
+    import tensorflow as tf
+
+    x = tf.constant(rng.normal(size=(5, 3, 3, 4)).astype(np.float32))
+    ours, plain = models.Conv2D(6, 3), keras.layers.Conv2D(6, 3)
+    for layer in (ours, plain):
+        layer.build(x.shape)
+    plain.set_weights(ours.get_weights())
+    results = []
+    for layer in (ours, plain):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y**2)
+        results.append((y.numpy(), [g.numpy() for g in tape.gradient(loss, [x, *layer.weights])]))
+    assert results[0][0].shape == (5, 1, 1, 6)
+    np.testing.assert_allclose(results[0][0], results[1][0], atol=1e-5)
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    assert ours._whole_input(x) and not ours._whole_input(tf.zeros((1, 5, 5, 4)))
+    cnn = models.build_model("mnist_cnn", 10, (28, 28, 1))
+    assert isinstance(cnn.get_layer("conv4"), models.Conv2D) and cnn.get_layer("conv4").kernel.shape == (3, 3, 64, 256)
