@@ -31,7 +31,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from limit_tf import config as config_lib  # noqa: E402
 from limit_tf import methods, workdir  # noqa: E402
-from limit_tf.data import formats, registry  # noqa: E402
+from limit_tf.data import formats, registry, user  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -40,6 +40,7 @@ USER_ERRORS = (
     config_lib.ConfigError,
     registry.DataNotFoundError,
     formats.DataFileError,
+    user.UserDataError,
     workdir.CorruptFileError,
 )
 

@@ -18,12 +18,24 @@ from pathlib import Path
 from typing import Any
 
 from limit_tf import methods, workdir
-from limit_tf.data import registry
+from limit_tf.data import registry, user
 
 NOISE_NAMES = ("none", "uniform", "symmetric", "pair", "asymmetric", "next_class")
 ARCHITECTURE_NAMES = methods.ARCHITECTURES
 STRATEGY_NAMES = ("default", "mirrored", "multi_worker")
 SOURCE_NAMES = ("auto", "local", "tfds")
+CLEAN_MODES = ("drop", "relabel")
+# What a --clean_from run must share with this one for its flags to index the same examples.
+CLEAN_MUST_MATCH = (
+    "dataset",
+    "test_data",
+    "validation_fraction",
+    "noise",
+    "noise_rate",
+    "num_train_examples",
+    "clean_validation",
+    "noise_seed",
+)
 
 # Settings that say where and how a run executes, not what it computes: a
 # rerun that differs only in these continues the same experiment.
@@ -57,11 +69,32 @@ class ExperimentConfig:
     """Everything that defines one run. Defaults follow the paper's MNIST protocol."""
 
     workdir: str = _field("", "Directory for this run's outputs (required).")
-    dataset: str = _field("mnist", f"Dataset: {', '.join(registry.DATASETS)}.")
+    dataset: str = _field(
+        "mnist",
+        f"Dataset: {', '.join(registry.DATASETS)}, or your own: folder:PATH (one subfolder per class), "
+        "csv:PATH (with --label_column), npz:PATH (arrays x, y) or tfds:NAME.",
+    )
+    test_data: str | None = _field(
+        None, "Your data: a clean test set in the same format as --dataset (without one, only validation is reported)."
+    )
+    validation_fraction: float = _field(0.2, "Your data: the share drawn as the validation split.")
+    image_size: int | None = _field(None, "folder: resize every image to this square size (needed when sizes differ).")
+    label_column: str = _field("label", "csv: the column that holds the labels.")
     data_dir: str | None = _field(None, "Directory with the original data files (default: $LIMIT_DATA_DIR).")
     data_source: str = _field("auto", "auto (local files, then prepared tfds), local or tfds.")
     allow_download: bool = _field(False, "Let tensorflow-datasets download missing data.")
     verify_data: bool = _field(True, "Check the original data files against their published checksums.")
+    clean_from: str | None = _field(
+        None,
+        "Train on the training data cleaned by the label issues found in this finished run (its detection is "
+        "run if it has none): sample selection, the other answer to label noise.",
+    )
+    clean: str = _field(
+        "drop", "With --clean_from: drop the flagged examples, or relabel them with the suggested label."
+    )
+    clean_score: str | None = _field(
+        None, "With --clean_from: the detection score whose flags are used (default: the run's default score)."
+    )
     noise: str = _field("uniform", f"Label-noise model: {', '.join(NOISE_NAMES)}.")
     noise_rate: float = _field(0.0, "Noise rate in [0, 1).")
     num_train_examples: int | None = _field(None, "Training subset size n (default: the whole training part).")
@@ -104,8 +137,17 @@ class ExperimentConfig:
     cluster_timeout: int = _field(600, "--strategy=multi_worker: seconds to wait for every worker to join.")
 
     @property
+    def user_data(self) -> bool:
+        """Whether ``dataset`` is the user's own (``folder:``, ``csv:``, ``npz:``, ``tfds:``)."""
+        return user.parse(self.dataset) is not None
+
+    @property
     def resolved_architecture(self) -> str:
-        return self.architecture or registry.get_spec(self.dataset).architecture
+        if self.architecture:
+            return self.architecture
+        if self.user_data:
+            return "mlp" if user.is_tabular(self.dataset) else "mnist_cnn"
+        return registry.get_spec(self.dataset).architecture
 
     @property
     def spec(self) -> methods.MethodSpec:
@@ -119,7 +161,25 @@ class ExperimentConfig:
             of the same data and architecture (a sweep validates its runs
             before their CE runs exist, so it skips this).
         """
-        _choice("dataset", self.dataset, tuple(registry.DATASETS))
+        if self.user_data:
+            kind = user.parse(self.dataset)[0]
+            problem = user.problem(self.dataset)
+            if problem:
+                raise ConfigError(f"--dataset={self.dataset!r}: {problem}.")
+            if self.test_data and kind != "tfds":
+                problem = user.problem(f"{kind}:{self.test_data}")
+                if problem:
+                    raise ConfigError(f"--test_data={self.test_data!r}: {problem}.")
+            if not 0.0 < self.validation_fraction < 1.0:
+                raise ConfigError(
+                    f"--validation_fraction={self.validation_fraction!r} is not allowed: it must be in (0, 1)."
+                )
+            if self.image_size is not None:
+                _integer("image_size", self.image_size, minimum=8)
+        else:
+            _choice("dataset", self.dataset, (*registry.DATASETS, "folder:PATH", "csv:PATH", "npz:PATH", "tfds:NAME"))
+            if self.test_data:
+                raise ConfigError(f"--test_data is for your own data; --dataset={self.dataset} has its test set.")
         _choice("data_source", self.data_source, SOURCE_NAMES)
         _choice("noise", self.noise, NOISE_NAMES)
         _choice("method", self.method, tuple(methods.METHODS))
@@ -142,6 +202,7 @@ class ExperimentConfig:
         if self.noise == "asymmetric" and self.dataset not in ("mnist", "cifar10"):
             raise ConfigError(f"--noise=asymmetric has no class map for --dataset={self.dataset}; use next_class.")
         self._validate_hyperparameters()
+        self._validate_clean_from()
         for flag in ("epochs", "patience", "batch_size"):
             _integer(flag, getattr(self, flag), minimum=1)
         for flag in ("seed", "noise_seed"):
@@ -222,6 +283,21 @@ class ExperimentConfig:
                     "start from a CE run of the same dataset and architecture."
                 )
 
+    def _validate_clean_from(self) -> None:
+        _choice("clean", self.clean, CLEAN_MODES)
+        if self.clean_from is None:
+            return
+        run = workdir.RunDir(self.clean_from)
+        if not run.finished:
+            raise ConfigError(f"--clean_from={self.clean_from!r} is not a finished run (no {workdir.RESULTS}).")
+        source = run.config() or {}
+        for name in CLEAN_MUST_MATCH:
+            if name in source and source[name] != getattr(self, name):
+                raise ConfigError(
+                    f"--clean_from={self.clean_from!r} trained on other data ({name}={source[name]!r}, here "
+                    f"{getattr(self, name)!r}): cleaning needs the same training examples."
+                )
+
     # ------------------------------------------------------------------
     # Identity: which settings change a run's results.
 
@@ -243,6 +319,17 @@ class ExperimentConfig:
             out[name] = value
         out["architecture"] = self.resolved_architecture
         out["init_from"] = str(Path(self.init_from).resolve()) if self.init_from else None
+        out["clean_from"] = str(Path(self.clean_from).resolve()) if self.clean_from else None
+        if not self.clean_from:
+            out.pop("clean")
+            out.pop("clean_score")
+        if self.user_data:
+            kind, target = user.parse(self.dataset)
+            out["dataset"] = f"{kind}:{target if kind == 'tfds' else Path(target).expanduser().resolve()}"
+            out["test_data"] = str(Path(self.test_data).expanduser().resolve()) if self.test_data else None
+        else:
+            for name in ("test_data", "validation_fraction", "image_size", "label_column"):
+                out.pop(name)
         return out
 
     def differences(self, other: ExperimentConfig) -> list[str]:

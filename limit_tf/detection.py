@@ -9,19 +9,20 @@ A score per example, higher = the observed label is more likely wrong:
   s_y``), ``self_confidence`` (``1 - s_y``) and ``normalized_margin``
   (``max_{c != y} s_c - s_y``, in [-1, 1]).
 
-:func:`rank` turns scores into ranked indices and a flag mask (threshold or
-budget); :func:`evaluate` measures them against a known corruption mask with
-scikit-learn's metrics; :func:`save` writes JSON / CSV and the figures
-(drawn on ``matplotlib.figure.Figure`` objects; the pyplot backend is left
-alone). :func:`detect_in_run` does all of it for a run's work dir, and
-``python -m limit_tf.detection --workdir=RUN`` from the command line.
+:func:`estimate_noise` estimates how many labels are wrong without being
+told (confident learning's per-class thresholds, on probabilities that did
+not learn the labels: LIMIT's classifier never sees them); :func:`rank`
+turns scores into ranked indices and a flag mask (that many, or a threshold
+or budget); :func:`evaluate` measures them against a known corruption mask
+with scikit-learn's metrics. :func:`detect_in_run` does all of it for a
+run's work dir and writes ``label_issues.csv`` and a summary
+(:mod:`limit_tf.issue_report`); ``python -m limit_tf.detection
+--workdir=RUN`` from the command line.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -157,6 +158,53 @@ def rank(scores, *, threshold: float | None = None, budget: int | float | None =
     return Detection(scores=s, ranked=ranked, flagged=flagged, threshold=float(threshold))
 
 
+@dataclasses.dataclass(frozen=True)
+class NoiseEstimate:
+    """How many labels look wrong, estimated without knowing the noise rate.
+
+    Attributes:
+      num_issues: the estimated number of wrong labels.
+      noise_rate: ``num_issues`` over the number of examples.
+      thresholds: per class ``j``, the mean predicted probability of ``j``
+        over the examples labelled ``j``.
+      joint: (K, K) the calibrated confident joint, ``[given, likely true]``.
+      suggested: per example, the most probable class (the label to suggest).
+    """
+
+    num_issues: int
+    noise_rate: float
+    thresholds: np.ndarray
+    joint: np.ndarray
+    suggested: np.ndarray
+
+
+ESTIMATOR = (
+    "confident learning (Northcutt, Jiang & Chuang, 2021): per-class thresholds t_j = the mean predicted "
+    "probability of class j over the examples labelled j; an example labelled i counts as 'likely j' when j is "
+    "its most probable class among those whose probability reaches their threshold; the counts are calibrated "
+    "to the class sizes and the off-diagonal total is the estimate. Assumes class-conditional noise and "
+    "probabilities that did not learn the labels (LIMIT's classifier never sees them; a CE model's in-sample "
+    "probabilities have memorized some, which makes the estimate low)."
+)
+
+
+def estimate_noise(probs, labels) -> NoiseEstimate:
+    """Estimates the number of wrong labels from predicted probabilities (see :data:`ESTIMATOR`)."""
+    p, y = _probs_and_observed(probs, labels)
+    k = p.shape[1]
+    counts = np.bincount(y, minlength=k)
+    thresholds = np.array([p[y == j, j].mean() if counts[j] else 1.0 for j in range(k)])
+    above = p >= thresholds[None, :]
+    likely = np.where(above, p, -np.inf).argmax(axis=1)
+    confident = above.any(axis=1)
+    joint = np.zeros((k, k))
+    np.add.at(joint, (y[confident], likely[confident]), 1.0)
+    rows = joint.sum(axis=1, keepdims=True)
+    joint = np.divide(joint, rows, out=np.zeros_like(joint), where=rows > 0) * counts[:, None]
+    num = int(round(joint.sum() - np.trace(joint)))
+    return NoiseEstimate(num, num / max(len(y), 1), thresholds, joint, p.argmax(axis=1))
+
+
 def evaluate(detection: Detection, noise_mask, ks=(100, 1000)) -> dict[str, float]:
     """Detection quality against the true corruption mask (scikit-learn metrics).
 
@@ -183,98 +231,6 @@ def evaluate(detection: Detection, noise_mask, ks=(100, 1000)) -> dict[str, floa
         if 0 < k <= truth.size:
             out[f"precision_at_{k}"] = float(truth[detection.ranked[:k]].mean())
     return out
-
-
-def save(
-    out_dir,
-    detection: Detection,
-    observed_labels,
-    *,
-    clean_labels=None,
-    report: dict | None = None,
-    images=None,
-    score_name: str = "score",
-    class_names=None,
-) -> list[Path]:
-    """Writes ``detection.json``, ``detection.csv`` and the PNG figures.
-
-    The CSV has one row per example, most suspicious first: index, observed
-    label, clean label (if known), score, rank, flagged.
-    """
-    from limit_tf import workdir
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    observed = np.asarray(observed_labels)
-    rank_of = np.empty(len(detection.ranked), np.int64)
-    rank_of[detection.ranked] = np.arange(len(detection.ranked))
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["index", "observed_label", "clean_label", "score", "rank", "flagged"])
-    for i in detection.ranked:
-        clean = "" if clean_labels is None else int(clean_labels[i])
-        writer.writerow(
-            [
-                int(i),
-                int(observed[i]),
-                clean,
-                f"{detection.scores[i]:.6g}",
-                int(rank_of[i]) + 1,
-                int(detection.flagged[i]),
-            ]
-        )
-    workdir.write_text(out / "detection.csv", buffer.getvalue())
-    workdir.write_json(
-        out / "detection.json", {"score": score_name, **(report or {}), "threshold": detection.threshold}
-    )
-    written = [out / "detection.csv", out / "detection.json"]
-    names = list(class_names) if class_names is not None else [str(k) for k in range(int(observed.max()) + 1)]
-    if clean_labels is not None:
-        written.append(
-            score_histogram(out / "score_histogram.png", detection, observed != np.asarray(clean_labels), score_name)
-        )
-    if images is not None:
-        written.append(suspects_grid(out / "suspects_grid.png", detection, observed, images, names, clean_labels))
-    return written
-
-
-def score_histogram(path: Path, detection: Detection, corrupted: np.ndarray, score_name: str) -> Path:
-    """Figures A1/A2: the scores of correct vs corrupted examples."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    bins = np.linspace(detection.scores.min(), detection.scores.max(), 60)
-    for mask, what in ((~corrupted, "correct labels"), (corrupted, "corrupted labels")):
-        ax.hist(detection.scores[mask], bins=bins, alpha=0.6, label=f"{what} ({mask.sum()})", density=True)
-    ax.set(xlabel=score_name, ylabel="density", title="score of correct vs corrupted examples")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
-
-
-def suspects_grid(path: Path, detection: Detection, observed, images, class_names, clean_labels=None, per_class=8):
-    """Figures 4/A3: the most suspicious examples of each observed class, titled with class names."""
-    from matplotlib.figure import Figure
-
-    classes = np.unique(observed)
-    fig = Figure(figsize=(per_class * 1.2, len(classes) * 1.3))
-    axes = fig.subplots(len(classes), per_class, squeeze=False)
-    for row, c in enumerate(classes):
-        suspects = [i for i in detection.ranked if observed[i] == c][:per_class]
-        for col in range(per_class):
-            ax = axes[row, col]
-            ax.axis("off")
-            if col < len(suspects):
-                image = np.asarray(images[suspects[col]])
-                ax.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
-                true = "" if clean_labels is None else f"\n(true: {class_names[int(clean_labels[suspects[col]])]})"
-                ax.set_title(f"{class_names[int(c)]}{true}", fontsize=6)
-    fig.suptitle("most suspicious examples per observed label", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
 
 
 def load_trained_model(workdir_path):
@@ -324,43 +280,69 @@ def load_trained_model(workdir_path):
 
 
 def detect_in_run(
-    workdir_path, *, score: str = "limit", threshold: float | None = None, budget=None, out_dir=None
+    workdir_path, *, score: str | None = None, threshold: float | None = None, budget=None, out_dir=None
 ) -> dict:
-    """Scores the training set of a run and writes ``<workdir>/detection_<score>/``.
+    """Finds the training labels of a run that look wrong; writes ``<workdir>/detection_<score>/``.
+
+    How many to flag is estimated from the run's classifier (:func:`estimate_noise`),
+    unless ``budget`` or ``threshold`` says it; which ones, by ``score``.
 
     Args:
       workdir_path: a run's work dir (``limit_tf.main``); an unfinished run
         is scored with its best epoch so far, with a warning.
-      score: one of :data:`SCORES` (``limit`` needs a model with a q-network).
-      threshold, budget: see :func:`rank` (default: budget = the run's realized noise rate).
+      score: one of :data:`SCORES` (default: ``limit`` for a model with a
+        q-network, else ``self_confidence``).
+      threshold, budget: see :func:`rank`; they override the estimate.
       out_dir: where to write (default ``<workdir>/detection_<score>``).
 
     Returns:
-      The metrics of :func:`evaluate` (the corruption mask is known for runs
-      whose noise we injected).
+      The summary written to ``detection.json``: the estimate, the number
+      flagged and, when the true labels are known (benchmarks), the realized
+      noise rate and :func:`evaluate`'s metrics.
     """
     from limit_tf import data as data_lib
+    from limit_tf import issue_report
 
-    if score not in SCORES:
+    if score is not None and score not in SCORES:
         raise ValueError(f"unknown score {score!r}; allowed: {', '.join(SCORES)}.")
     model, config, dataset = load_trained_model(workdir_path)
     inputs = data_lib.to_tf_dataset(dataset, "train", batch_size=1024, inputs_only=True)
-    scores = score_examples(model, inputs, dataset.train.labels, score)
+    probs = model_probabilities(model, inputs)
+    score = score or ("limit" if "predictor" in probs else "self_confidence")
+    labels = dataset.train.labels
+    if score == "limit" and "predictor" not in probs:
+        raise ValueError(
+            "score 'limit' needs a model with a q-network (LIMIT); "
+            "use cross_entropy, self_confidence or normalized_margin."
+        )
+    scores = SCORES[score](probs["predictor" if score == "limit" else "classifier"], labels)
+    estimate = estimate_noise(probs["classifier"], labels)
     if threshold is None and budget is None:
-        budget = max(1, int(round(dataset.realized_noise_rate * len(dataset.train))))
+        budget = estimate.num_issues
     detection = rank(scores, threshold=threshold, budget=budget)
-    report = evaluate(detection, dataset.train.noise_mask)
-    save(
+    summary = {
+        "score": score,
+        "num_examples": len(labels),
+        "num_flagged": int(detection.flagged.sum()),
+        "flagged_by": "estimate" if budget == estimate.num_issues and threshold is None else "budget or threshold",
+        "estimated_issues": estimate.num_issues,
+        "estimated_noise_rate": estimate.noise_rate,
+        "estimator": ESTIMATOR,
+        "threshold": detection.threshold,
+        "truth_known": dataset.truth_known,
+    }
+    if dataset.truth_known:
+        summary["realized_noise_rate"] = dataset.realized_noise_rate
+        summary.update(evaluate(detection, dataset.train.noise_mask))
+    issue_report.save(
         out_dir or Path(workdir_path) / f"detection_{score}",
         detection,
-        dataset.train.labels,
-        clean_labels=dataset.train.clean_labels,
-        report=report,
-        images=dataset.train.x,
+        dataset,
+        suggested=estimate.suggested,
+        summary=summary,
         score_name=score,
-        class_names=dataset.class_names,
     )
-    return report
+    return summary
 
 
 def parse_budget(text: str | None):
@@ -394,10 +376,12 @@ def define_flags() -> None:
     from absl import flags
 
     flags.DEFINE_string("workdir", None, "A run's work dir.", required=True)
-    flags.DEFINE_string("score", "limit", f"Score: {', '.join(SCORES)}.")
+    flags.DEFINE_string(
+        "score", None, f"Score: {', '.join(SCORES)} (default: limit for LIMIT runs, else self_confidence)."
+    )
     flags.DEFINE_float("threshold", None, "Flag examples whose score is at least this.")
     flags.DEFINE_string(
-        "budget", None, "Flag this many examples (int) or this fraction (float); default: the realized noise rate."
+        "budget", None, "Flag this many examples (int) or this fraction (float); default: the estimated number."
     )
 
 

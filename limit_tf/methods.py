@@ -299,6 +299,8 @@ def run_name(settings: Mapping[str, Any], *, defaults: Mapping[str, Any]) -> str
     name += "".join(f"_{token}{_fmt(value)}" for token, value in hyperparameter_values(settings, defaults=defaults))
     if settings.get("init_from") and get(settings["method"]).starts_from_ce == "optional":
         name += "_init"
+    if settings.get("clean_from"):
+        name += f"_cleaned-{settings.get('clean', 'drop')}"
     return name
 
 
@@ -308,6 +310,8 @@ def label(settings: Mapping[str, Any], *, defaults: Mapping[str, Any]) -> str:
     extras = [f"{token}={_fmt(value)}" for token, value in hyperparameter_values(settings, defaults=defaults)]
     if settings.get("init_from") and get(settings["method"]).starts_from_ce == "optional":
         extras.append("+init")
+    if settings.get("clean_from"):
+        extras.append(f"cleaned: {settings.get('clean', 'drop')}")
     name = variant_of(settings).name
     return name + (f" ({', '.join(extras)})" if extras else "")
 

@@ -38,6 +38,7 @@ class Row:
     variant: str
     label: str
     paper_label: str | None
+    held_out: str  # "test" (the clean test set) or "validation" (no test set given)
     test_accuracies: list[float]
     best_epochs: list[int]
     workdirs: list[str]
@@ -73,9 +74,16 @@ def collect(workdirs: Iterable[str | os.PathLike]) -> list[Row]:
         n = int(results["num_train_examples"])
         variant = methods.variant_of(c)
         label = methods.label(c, defaults=DEFAULTS)
-        key = (c["dataset"], c["noise"], float(c["noise_rate"]), n, label)
-        row = groups.setdefault(key, Row(*key[:4], variant.name, label, variant.paper_label, [], [], []))
-        row.test_accuracies.append(float(results["test_accuracy"]))
+        held_out = "validation" if results.get("test_accuracy") is None else "test"
+        key = (
+            c["dataset"],
+            c["noise"],
+            float(c["noise_rate"]),
+            n,
+            label + ("" if held_out == "test" else " [validation]"),
+        )
+        row = groups.setdefault(key, Row(*key[:4], variant.name, key[4], variant.paper_label, held_out, [], [], []))
+        row.test_accuracies.append(float(results["test_accuracy" if held_out == "test" else "best_val_accuracy"]))
         row.best_epochs.append(int(results["best_epoch"]))
         row.workdirs.append(str(path))
     order = {name: i for i, name in enumerate(methods.VARIANTS)}
@@ -98,6 +106,10 @@ def to_markdown(rows: list[Row]) -> str:
     for setting in sorted({r.setting for r in rows}):
         dataset, noise, rate, n = setting
         out.append(f"### {dataset}, {noise} noise p = {rate:g}, n = {n}\n")
+        if any(r.held_out == "validation" for r in rows if r.setting == setting):
+            out.append(
+                "No clean test set was given: rows marked [validation] report the best (noisy) validation accuracy.\n"
+            )
         out.append("| method | test accuracy % (ours) | seeds | best epochs | paper |")
         out.append("|---|---|---|---|---|")
         for r in (r for r in rows if r.setting == setting):

@@ -42,7 +42,71 @@ EVAL_BATCH = 1024
 
 
 def load_data(config: ExperimentConfig) -> data_lib.NoisyDataset:
-    """The config's noisy dataset (split, subset and noise fixed by ``noise_seed``)."""
+    """The config's noisy dataset (split, subset and noise fixed by ``noise_seed``), cleaned with ``clean_from``."""
+    dataset = _load_data(config)
+    return cleaned(dataset, config) if config.clean_from else dataset
+
+
+def cleaned(dataset: data_lib.NoisyDataset, config: ExperimentConfig) -> data_lib.NoisyDataset:
+    """The training split without (``drop``) or relabelled at (``relabel``) the examples that
+    ``clean_from``'s detection flagged; its detection runs first if it has not."""
+    import dataclasses
+
+    from limit_tf import detection, issue_report
+
+    source = Path(config.clean_from)
+    candidates = sorted(source.glob(f"detection_{config.clean_score or '*'}/{issue_report.ISSUES}"))
+    if not candidates:
+        detection.detect_in_run(source, score=config.clean_score)
+        candidates = sorted(source.glob(f"detection_{config.clean_score or '*'}/{issue_report.ISSUES}"))
+    if config.clean_score is None and len(candidates) > 1:
+        raise ConfigError(
+            f"--clean_from={config.clean_from!r} has several detections ({', '.join(c.parent.name for c in candidates)}); "
+            "choose one with --clean_score."
+        )
+    flagged, suggested = issue_report.read_flags(candidates[0])
+    if len(flagged) != len(dataset.train):
+        raise ConfigError(
+            f"{candidates[0]} has {len(flagged)} examples, this run's training split {len(dataset.train)}: "
+            "the runs do not share their training data."
+        )
+    train = dataset.train
+    if config.clean == "drop":
+        keep = ~flagged
+        pick = lambda a: None if a is None else a[keep]  # noqa: E731
+        train = data_lib.Split(
+            *(pick(getattr(train, f)) for f in ("x", "labels", "clean_labels", "source_indices", "origins"))
+        )
+    else:
+        index = {name: k for k, name in enumerate(dataset.class_names)}
+        labels = np.where(flagged, [index[name] for name in suggested], train.labels).astype(np.int64)
+        train = dataclasses.replace(train, labels=labels)
+    logging.info(
+        "cleaned with %s: %s %d of %d training examples",
+        candidates[0],
+        "dropped" if config.clean == "drop" else "relabelled",
+        int(flagged.sum()),
+        len(flagged),
+    )
+    return dataclasses.replace(dataset, train=train, num_dropped=len(flagged) - len(train))
+
+
+def _load_data(config: ExperimentConfig) -> data_lib.NoisyDataset:
+    if config.user_data:
+        return data_lib.load_user_dataset(
+            config.dataset,
+            test_data=config.test_data,
+            data_dir=config.data_dir,
+            image_size=config.image_size,
+            label_column=config.label_column,
+            allow_download=config.allow_download,
+            validation_fraction=config.validation_fraction,
+            num_train_examples=config.num_train_examples,
+            noise=config.noise,
+            noise_rate=config.noise_rate,
+            clean_validation=config.clean_validation,
+            seed=config.noise_seed,
+        )
     return data_lib.load_noisy_dataset(
         config.dataset,
         data_dir=config.data_dir,
@@ -221,7 +285,7 @@ def protocol_callbacks(model, config, dataset, protocol: callbacks_lib.ProtocolS
             dataset.train.clean_labels,
         )
     ]
-    if config.track_test_accuracy:
+    if config.track_test_accuracy and len(dataset.test):
         test_inputs = data_lib.to_tf_dataset(dataset, "test", batch_size=EVAL_BATCH, inputs_only=True)
         monitors.append(callbacks_lib.TestAccuracyMonitor(classifier, test_inputs, dataset.test.labels))
     # The monitors only add columns to the chief's metrics.csv: the other workers skip them.
@@ -244,7 +308,8 @@ def _finish(model, engine, config, dataset, protocol: callbacks_lib.ProtocolStat
             f"under {own.path}; delete the work dir and run again."
         )
     protocol.checkpoint.load_best()
-    test_logs = engine.evaluate(data_lib.to_tf_dataset(dataset, "test", batch_size=EVAL_BATCH))
+    test = data_lib.to_tf_dataset(dataset, "test", batch_size=EVAL_BATCH)
+    test_logs = engine.evaluate(test) if len(dataset.test) else None
     results = _results(config, dataset, selection, test_logs)
     # Every worker saves (reading distributed variables may be collective); only the chief's files stay.
     with workdir.atomic_path(own.file(workdir.BEST_WEIGHTS)) as tmp:
@@ -254,9 +319,9 @@ def _finish(model, engine, config, dataset, protocol: callbacks_lib.ProtocolStat
     if chief:
         own.write_results(results)
         logging.info(
-            "[%s] test accuracy %.4f at best epoch %d (val %.4f); results in %s",
+            "[%s] test accuracy %s at best epoch %d (val %.4f); results in %s",
             config.method,
-            results["test_accuracy"],
+            "(no test set)" if results["test_accuracy"] is None else f"{results['test_accuracy']:.4f}",
             results["best_epoch"],
             results["best_val_accuracy"],
             own.file(workdir.RESULTS),
@@ -269,17 +334,21 @@ def _finish(model, engine, config, dataset, protocol: callbacks_lib.ProtocolStat
     return results
 
 
-def _results(config, dataset, selection: dict, test_logs: dict) -> dict:
+def _results(config, dataset, selection: dict, test_logs: dict | None) -> dict:
     return {
-        "test_accuracy": float(test_logs["accuracy"]),
-        "test_loss": float(test_logs["loss"]),
+        "test_accuracy": None if test_logs is None else float(test_logs["accuracy"]),
+        "test_loss": None if test_logs is None else float(test_logs["loss"]),
+        "test_set": "clean test set" if test_logs is not None else "none given: validation accuracy only",
+        "labels_truth_known": dataset.truth_known,
+        "class_names": list(dataset.class_names),
         "best_val_accuracy": selection["best_value"],
         "best_epoch": selection["best_epoch"] + 1,
         "epochs_run": selection["last_epoch"] + 1,
         "stopped_early": selection["stopped_early"],
-        "realized_noise_rate": dataset.realized_noise_rate,
-        "validation_noise_rate": dataset.validation.noise_rate,
-        "num_train_examples": len(dataset.train),
+        "realized_noise_rate": dataset.realized_noise_rate if dataset.truth_known else None,
+        "validation_noise_rate": dataset.validation.noise_rate if dataset.truth_known else None,
+        "num_train_examples": len(dataset.train) + dataset.num_dropped,
+        "num_train_examples_used": len(dataset.train),
         "train_wall_time_s": selection["train_seconds"],
         "versions": workdir.library_versions(),
         "config": config.to_dict(),
@@ -299,6 +368,9 @@ def label_arrays(dataset: data_lib.NoisyDataset) -> dict[str, np.ndarray]:
                 f"{split}_source_indices": part.source_indices,
             }
         )
+        if part.origins is not None:
+            arrays[f"{split}_origins"] = np.asarray(part.origins).astype(str)
     arrays["transition_matrix"] = dataset.transition_matrix
     arrays["class_names"] = np.asarray(dataset.class_names, dtype=str)
+    arrays["truth_known"] = np.asarray(dataset.truth_known)
     return arrays

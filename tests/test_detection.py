@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from limit_tf import LimitModel, detection, models, train, workdir
+from limit_tf.config import ExperimentConfig
 from tests.conftest import tiny_config, write_fake_mnist
 
 P = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [1.0, 0.0, 0.0], [0.3, 0.4, 0.3]])
@@ -65,13 +66,18 @@ def test_detect_in_run_writes_outputs(tmp_path):
     write_fake_mnist(tmp_path / "data", n_train=300, n_test=50)
     config = tiny_config(tmp_path / "run", tmp_path / "data", method="limit", predictor="laplace", beta=1.0, epochs=1)
     train.run_experiment(config)
-    report = detection.detect_in_run(tmp_path / "run", score="limit")
+    report = detection.detect_in_run(tmp_path / "run")  # LIMIT: the limit score by default
     out = tmp_path / "run" / "detection_limit"
-    assert {"roc_auc", "average_precision", "precision", "recall", "f1"} <= set(report)
-    assert json.loads((out / "detection.json").read_text())["score"] == "limit"
-    with open(out / "detection.csv") as f:
+    assert {"roc_auc", "average_precision", "precision", "recall", "f1", "realized_noise_rate"} <= set(report)
+    assert report["flagged_by"] == "estimate" and report["num_flagged"] == report["estimated_issues"]
+    assert json.loads((out / "detection.json").read_text()) == json.loads(json.dumps(report))
+    with open(out / "label_issues.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 200 and rows[0]["rank"] == "1"
+    assert len(rows) == 200 and rows[0]["rank"] == "1" and "source_index" in rows[0] and "true_label" in rows[0]
+    labels = np.load(tmp_path / "run" / "labels.npz")
+    first = int(rows[0]["index"])
+    assert rows[0]["observed_label"] == str(labels["train_labels"][first])
+    assert rows[0]["true_label"] == str(labels["train_clean_labels"][first])
     assert float(rows[0]["score"]) >= float(rows[-1]["score"])
     assert (out / "score_histogram.png").is_file() and (out / "suspects_grid.png").is_file()
     assert detection.detect_in_run(tmp_path / "run", score="normalized_margin")["num_examples"] == 200
@@ -97,3 +103,63 @@ def test_an_unfinished_run_is_scored_with_its_best_epoch_so_far_and_a_warning(tm
     assert any("is unfinished (2 of at most 3 epochs)" in r.getMessage() for r in caplog.records)
     with pytest.raises(FileNotFoundError, match="not a run's work dir"):
         detection.detect_in_run(tmp_path / "nothing")
+
+
+def test_the_noise_estimate_from_label_free_probabilities():
+    rng = np.random.default_rng(0)
+    n, k, rate = 4000, 5, 0.3
+    truth = rng.integers(0, k, n)
+    logits = 3.0 * np.eye(k)[truth] + rng.normal(size=(n, k))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)  # a model that never saw the labels
+    wrong = rng.random(n) < rate
+    given = np.where(wrong, (truth + rng.integers(1, k, n)) % k, truth)
+    estimate = detection.estimate_noise(probs, given)
+    assert estimate.noise_rate == pytest.approx(wrong.mean(), abs=0.03)
+    assert estimate.joint.sum() == pytest.approx(n) and estimate.suggested.tolist() == probs.argmax(1).tolist()
+    clean = detection.estimate_noise(probs, truth)
+    assert clean.noise_rate < 0.08  # only the model's own mistakes remain
+
+
+def test_find_clean_and_retrain_on_an_image_folder(tmp_path):
+    from PIL import Image
+
+    from limit_tf import issue_report
+
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.arange(3), 60)
+    wrong = rng.random(len(truth)) < 0.25
+    given = np.where(wrong, (truth + rng.integers(1, 3, len(truth))) % 3, truth)
+    for i, (g, t) in enumerate(zip(given, truth, strict=True)):
+        (tmp_path / "imgs" / f"c{g}").mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 40, (8, 8), dtype=np.uint8)
+        pixels[:, 2 * t : 2 * t + 3] = 255  # the true class is a bright band
+        Image.fromarray(pixels).save(tmp_path / "imgs" / f"c{g}" / f"{i}.png")
+    base = dict(dataset=f"folder:{tmp_path / 'imgs'}", architecture="mlp", epochs=15, batch_size=32, patience=15)
+    config = ExperimentConfig(workdir=str(tmp_path / "limit"), method="limit", predictor="laplace", beta=1.0, **base)
+    first = train.run_experiment(config)
+    assert first["test_accuracy"] is None and first["realized_noise_rate"] is None  # no test set, truth unknown
+    summary = detection.detect_in_run(tmp_path / "limit")
+    assert summary["score"] == "limit" and not summary["truth_known"]
+    assert summary["estimated_noise_rate"] == pytest.approx(wrong.mean(), abs=0.1)
+    with open(tmp_path / "limit" / "detection_limit" / issue_report.ISSUES) as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["index", "path", "observed_label", "suggested_label", "score", "rank", "flagged"]
+    flagged = [r for r in rows if r["flagged"] == "1"]
+    assert len(flagged) == summary["num_flagged"] == summary["estimated_issues"]
+    # Most flagged files sit in a wrong folder (their true class is in the file name's index).
+    hits = [given[int(r["path"].split("/")[1][:-4])] != truth[int(r["path"].split("/")[1][:-4])] for r in flagged]
+    assert np.mean(hits) > 0.8
+    for mode in ("drop", "relabel"):
+        retrained = train.run_experiment(
+            ExperimentConfig(
+                workdir=str(tmp_path / f"ce_{mode}"),
+                method="ce",
+                clean_from=str(tmp_path / "limit"),
+                clean=mode,
+                **base,
+            )
+        )
+        used = len(rows) - len(flagged) if mode == "drop" else len(rows)
+        assert retrained["num_train_examples_used"] == used and retrained["num_train_examples"] == len(rows)
+    with pytest.raises(Exception, match="trained on other data"):
+        train.prepare(ExperimentConfig(workdir=str(tmp_path / "x"), method="ce", clean_from=str(tmp_path / "limit")))

@@ -9,6 +9,9 @@ The package, by concept:
   (:func:`load_noisy_dataset`, :func:`from_arrays`);
 - :mod:`~limit_tf.data.pipeline`: ``tf.data`` pipelines (:func:`training_stream`,
   :func:`to_tf_dataset`);
+- :mod:`~limit_tf.data.user`: your own data (image folders, CSV tables,
+  ``.npz`` files, any tensorflow-datasets dataset), through
+  :func:`load_user_dataset`;
 - :mod:`~limit_tf.data.clothing1m`: Clothing1M, read from files.
 
 The common names are importable from ``limit_tf.data`` directly. Importing
@@ -25,8 +28,16 @@ from limit_tf.data.clothing1m import (
 )
 from limit_tf.data.formats import DataFileError, RawData, read_idx
 from limit_tf.data.pipeline import steps_per_epoch, to_tf_dataset, training_stream
-from limit_tf.data.protocol import NoisyDataset, Split, from_arrays, load_noisy_dataset, make_noisy_splits
+from limit_tf.data.protocol import (
+    NoisyDataset,
+    Split,
+    from_arrays,
+    load_noisy_dataset,
+    load_user_dataset,
+    make_noisy_splits,
+)
 from limit_tf.data.registry import DATA_DIR_ENV, DATASETS, DataNotFoundError, get_spec, load_raw, resolve_data_dir
+from limit_tf.data.user import UserDataError
 
 __all__ = [
     "CLOTHING1M_CLASSES",
@@ -45,6 +56,7 @@ __all__ = [
     "get_spec",
     "load_clothing1m",
     "load_noisy_dataset",
+    "load_user_dataset",
     "load_raw",
     "make_noisy_splits",
     "read_idx",
@@ -52,4 +64,5 @@ __all__ = [
     "steps_per_epoch",
     "to_tf_dataset",
     "training_stream",
+    "UserDataError",
 ]

@@ -33,12 +33,15 @@ class Split:
       clean_labels: true labels, int64 (N,).
       source_indices: each example's index in the original array it came
         from (the official training or test set).
+      origins: for your own data, where each example came from (its file,
+        or its row in the table); None for the named datasets.
     """
 
     x: np.ndarray
     labels: np.ndarray
     clean_labels: np.ndarray
     source_indices: np.ndarray
+    origins: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -62,6 +65,9 @@ class NoisyDataset:
       mean, std: input normalization on the [0, 1] scale for uint8 images
         (per channel, or per feature for tabular data).
       augment: training batches get a random crop and flip (CIFAR).
+      truth_known: whether ``clean_labels`` are the true labels (benchmarks,
+        and your data with injected noise). For your data taken as given
+        they are the given labels, and nothing is known of the truth.
     """
 
     name: str
@@ -75,6 +81,8 @@ class NoisyDataset:
     std: tuple[float, ...]
     augment: bool = False
     class_names: tuple[str, ...] = ()
+    truth_known: bool = True
+    num_dropped: int = 0  # training examples removed by cleaning (limit_tf.train.cleaned)
 
     def __post_init__(self):
         if not self.class_names:
@@ -127,6 +135,8 @@ def make_noisy_splits(
     std: Sequence[float] = (1.0,),
     augment: bool = False,
     class_names: Sequence[str] = (),
+    origins: tuple[np.ndarray, np.ndarray] | None = None,
+    truth_known: bool = True,
 ) -> NoisyDataset:
     """Applies the paper's protocol to raw arrays (see the module docstring).
 
@@ -142,6 +152,8 @@ def make_noisy_splits(
       mean, std: normalization recorded for the input pipeline.
       augment: whether training batches are augmented (images only).
       class_names: a name per class.
+      origins: ``(train origins, test origins)``: where each raw example came from.
+      truth_known: whether the raw labels are the true ones.
     """
     t = noise_lib.validate_transition_matrix(matrix, num_classes)
     y_train = _check_labels(raw.y_train, num_classes, f"{name} training labels")
@@ -166,18 +178,21 @@ def make_noisy_splits(
         val_noisy = y_train[val_idx]
     else:
         val_noisy = noise_lib.corrupt(y_train[val_idx], t, np.random.default_rng(val_noise_seq)).labels
+    train_origins, test_origins = origins if origins is not None else (None, None)
+    pick = (lambda idx: None) if train_origins is None else (lambda idx: np.asarray(train_origins)[idx])
     return NoisyDataset(
         name=name,
         num_classes=num_classes,
         input_shape=tuple(raw.x_train.shape[1:]),
-        train=Split(raw.x_train[train_idx], train_noisy, y_train[train_idx], train_idx),
-        validation=Split(raw.x_train[val_idx], val_noisy, y_train[val_idx], val_idx),
-        test=Split(raw.x_test, y_test, y_test, np.arange(y_test.shape[0])),
+        train=Split(raw.x_train[train_idx], train_noisy, y_train[train_idx], train_idx, pick(train_idx)),
+        validation=Split(raw.x_train[val_idx], val_noisy, y_train[val_idx], val_idx, pick(val_idx)),
+        test=Split(raw.x_test, y_test, y_test, np.arange(y_test.shape[0]), test_origins),
         transition_matrix=t,
         mean=tuple(mean),
         std=tuple(std),
         augment=augment,
         class_names=tuple(class_names),
+        truth_known=truth_known,
     )
 
 
@@ -332,11 +347,94 @@ def from_arrays(
         augment=False,
         class_names=class_names,
     )
-    if not normalize:
-        return dataset
-    # Per-feature statistics of the training split only.
-    flat = dataset.train.x.reshape(len(dataset.train), -1).astype(np.float64)
-    flat = flat / 255.0 if dataset.train.x.dtype == np.uint8 else flat
-    mean = tuple(flat.mean(axis=0).tolist())
-    std = tuple(np.maximum(flat.std(axis=0), 1e-8).tolist())
+    return standardized(dataset, per="feature") if normalize else dataset
+
+
+def standardized(dataset: NoisyDataset, *, per: str) -> NoisyDataset:
+    """The dataset with its normalization set from the training split's statistics.
+
+    Args:
+      per: ``"feature"`` (each input value: tables) or ``"channel"`` (images).
+    """
+    x = dataset.train.x.astype(np.float64)
+    x = x / 255.0 if dataset.train.x.dtype == np.uint8 else x
+    values = x.reshape(len(dataset.train), -1) if per == "feature" else x.reshape(-1, x.shape[-1])
+    mean = tuple(values.mean(axis=0).tolist())
+    std = tuple(np.maximum(values.std(axis=0), 1e-8).tolist())
     return dataclasses.replace(dataset, mean=mean, std=std)
+
+
+def load_user_dataset(
+    dataset: str,
+    *,
+    test_data: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    image_size: int | None = None,
+    label_column: str = "label",
+    allow_download: bool = False,
+    validation_fraction: float = 0.2,
+    num_train_examples: int | None = None,
+    noise: str = "none",
+    noise_rate: float = 0.0,
+    noise_matrix=None,
+    clean_validation: bool = False,
+    seed: int = 0,
+) -> NoisyDataset:
+    """Your data (``folder:PATH``, ``csv:PATH``, ``npz:PATH`` or ``tfds:NAME``) in the protocol.
+
+    The labels are taken as given: a validation split of ``validation_fraction``
+    is drawn from the data (its labels as noisy as the rest), and the clean
+    test set is ``test_data`` (a path in the same format; for ``tfds:`` its
+    ``test`` split), or none. With ``noise_rate > 0`` noise is injected on
+    top, and the given labels play the clean ones. See :mod:`limit_tf.data.user`.
+
+    Raises:
+      UserDataError: the data cannot be read or used (the message names where).
+    """
+    from limit_tf.data import user
+
+    kind, target = user.parse(dataset)
+    if kind == "tfds":
+        train, test = user.load_tfds(target, registry.resolve_data_dir(data_dir), allow_download=allow_download)
+    else:
+        read = dict(data_dir=data_dir, image_size=image_size, label_column=label_column)
+        train = user.load(dataset, **read)
+        test = user.load(f"{kind}:{test_data}", **read) if test_data else None
+    if test is not None:
+        test = _aligned(test, train, test_data or dataset)
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction={validation_fraction!r} is not allowed: it must be in (0, 1).")
+    _check_inputs(train.x, f"the inputs of {dataset}")
+    k = len(train.class_names)
+    injected = noise != "none" and (noise_rate > 0 or noise_matrix is not None)
+    data = make_noisy_splits(
+        user.as_raw(train, test),
+        name=dataset,
+        num_classes=k,
+        num_validation=max(1, int(round(validation_fraction * len(train.y)))),
+        matrix=resolve_matrix(noise if injected else "none", noise_rate if injected else 0.0, noise_matrix, k, dataset),
+        num_train_examples=num_train_examples,
+        clean_validation=clean_validation,
+        seed=seed,
+        augment=False,
+        class_names=train.class_names,
+        origins=(train.origins, None if test is None else test.origins),
+        truth_known=injected,
+    )
+    return standardized(data, per="channel" if train.is_image else "feature")
+
+
+def _aligned(test, train, where: str):
+    """The test set with its labels renumbered to the training set's class names."""
+    from limit_tf.data import user
+
+    unknown = sorted(set(test.class_names) - set(train.class_names))
+    if unknown:
+        raise user.UserDataError(f"the test data {where} has classes the training data lacks: {', '.join(unknown)}.")
+    if test.x.shape[1:] != train.x.shape[1:]:
+        raise user.UserDataError(
+            f"the test data {where} has inputs of shape {test.x.shape[1:]}, the training data {train.x.shape[1:]}."
+        )
+    index = {name: k for k, name in enumerate(train.class_names)}
+    y = np.asarray([index[test.class_names[label]] for label in test.y], np.int64)
+    return dataclasses.replace(test, y=y, class_names=train.class_names)

@@ -1,0 +1,125 @@
+"""What detection writes: the ranked list of label issues, its summary and figures.
+
+In the output folder of :func:`limit_tf.detection.detect_in_run`:
+
+- ``label_issues.csv``: one row per training example, most suspicious
+  first: ``index`` (position in the run's training split), where it came
+  from (``path`` for image files, ``row`` for tables, ``source_index`` into
+  the official training set for the named datasets), ``observed_label``,
+  ``suggested_label`` (class names), ``score``, ``rank``, ``flagged``, and
+  ``true_label`` when the truth is known (benchmarks);
+- ``detection.json``: the summary (estimated noise rate and the estimator,
+  number flagged, and on benchmarks the realized rate and the metrics);
+- ``suspects_grid.png`` (images only): the most suspicious examples of each
+  observed class, titled with class names;
+- ``score_histogram.png`` (benchmarks only): scores of correct vs corrupted examples.
+
+Figures are drawn on ``matplotlib.figure.Figure`` objects (the pyplot
+backend is left alone); every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from limit_tf import workdir
+
+ISSUES = "label_issues.csv"
+SUMMARY = "detection.json"
+
+
+def origin_column(dataset) -> tuple[str, np.ndarray]:
+    """The name and values of the column that says where each training example came from."""
+    origins = dataset.train.origins
+    if origins is None:
+        return "source_index", dataset.train.source_indices
+    kind = dataset.name.partition(":")[0]
+    return {"folder": "path", "csv": "row", "npz": "row"}.get(kind, "origin"), origins
+
+
+def save(out_dir, detection, dataset, *, suggested, summary: dict, score_name: str) -> list[Path]:
+    """Writes ``label_issues.csv``, ``detection.json`` and the figures; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = list(dataset.class_names)
+    observed = dataset.train.labels
+    truth = dataset.train.clean_labels if dataset.truth_known else None
+    origin_name, origins = origin_column(dataset)
+    rank_of = np.empty(len(detection.ranked), np.int64)
+    rank_of[detection.ranked] = np.arange(1, len(detection.ranked) + 1)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    header = ["index", origin_name, "observed_label", "suggested_label", "score", "rank", "flagged"]
+    writer.writerow(header + (["true_label"] if truth is not None else []))
+    for i in detection.ranked:
+        row = [
+            int(i),
+            origins[i],
+            names[observed[i]],
+            names[suggested[i]],
+            f"{detection.scores[i]:.6g}",
+            int(rank_of[i]),
+            int(detection.flagged[i]),
+        ]
+        writer.writerow(row + ([names[truth[i]]] if truth is not None else []))
+    written = [out / ISSUES, out / SUMMARY]
+    workdir.write_text(written[0], buffer.getvalue())
+    workdir.write_json(written[1], summary)
+    if truth is not None:
+        written.append(score_histogram(out / "score_histogram.png", detection, observed != truth, score_name))
+    if dataset.train.x.ndim == 4:
+        written.append(suspects_grid(out / "suspects_grid.png", detection, observed, dataset.train.x, names, truth))
+    return written
+
+
+def read_flags(path) -> tuple[np.ndarray, np.ndarray]:
+    """From a ``label_issues.csv``: per training index, whether it is flagged and its suggested label name."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    order = np.argsort([int(r["index"]) for r in rows])
+    flagged = np.asarray([r["flagged"] == "1" for r in rows])[order]
+    suggested = np.asarray([r["suggested_label"] for r in rows])[order]
+    return flagged, suggested
+
+
+def score_histogram(path: Path, detection, corrupted: np.ndarray, score_name: str) -> Path:
+    """Figures A1/A2: the scores of correct vs corrupted examples."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    bins = np.linspace(detection.scores.min(), detection.scores.max(), 60)
+    for mask, what in ((~corrupted, "correct labels"), (corrupted, "corrupted labels")):
+        ax.hist(detection.scores[mask], bins=bins, alpha=0.6, label=f"{what} ({mask.sum()})", density=True)
+    ax.set(xlabel=score_name, ylabel="density", title="score of correct vs corrupted examples")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def suspects_grid(path: Path, detection, observed, images, class_names, truth=None, per_class: int = 8) -> Path:
+    """Figures 4/A3: the most suspicious examples of each observed class, titled with class names."""
+    from matplotlib.figure import Figure
+
+    classes = np.unique(observed)
+    fig = Figure(figsize=(per_class * 1.2, len(classes) * 1.3))
+    axes = fig.subplots(len(classes), per_class, squeeze=False)
+    for row, c in enumerate(classes):
+        suspects = [i for i in detection.ranked if observed[i] == c][:per_class]
+        for col in range(per_class):
+            ax = axes[row, col]
+            ax.axis("off")
+            if col < len(suspects):
+                image = np.asarray(images[suspects[col]])
+                ax.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
+                true = "" if truth is None else f"\n(true: {class_names[int(truth[suspects[col]])]})"
+                ax.set_title(f"{class_names[int(c)]}{true}", fontsize=6)
+    fig.suptitle("most suspicious examples per observed label", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path

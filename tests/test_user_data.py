@@ -1,0 +1,148 @@
+"""Your own data: image folders, CSV tables, npz files, tfds datasets; and what goes wrong with them."""
+
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from limit_tf import data
+from limit_tf.config import ConfigError, ExperimentConfig
+from limit_tf.data import user
+from tests.conftest import REPO
+
+
+def _folder(root, classes=("cat", "dog"), per_class=6, size=(12, 10), mode="L", seed=0):
+    rng = np.random.default_rng(seed)
+    for k, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            shape = (size[1], size[0]) + (() if mode == "L" else (3,))
+            pixels = rng.integers(0, 80, shape, dtype=np.uint8) + 100 * k  # classes differ in brightness
+            Image.fromarray(pixels, mode).save(root / name / f"{i}.png")
+    return root
+
+
+def _csv(path, rows, header=("a", "b", "label")):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def test_an_image_folder_keeps_sizes_channels_class_names_and_files(tmp_path):
+    got = user.load_folder(_folder(tmp_path / "imgs"))
+    assert got.x.shape == (12, 10, 12, 1) and got.x.dtype == np.uint8  # grayscale stays one channel
+    assert got.class_names == ("cat", "dog") and got.y.tolist() == [0] * 6 + [1] * 6
+    assert got.origins[0] == "cat/0.png"
+    _folder(tmp_path / "imgs", classes=("emu",), mode="RGB", size=(7, 7))
+    with pytest.raises(
+        user.UserDataError, match=r"2 sizes .e.g. .*emu/0.png is 7x7, .*cat/0.png is 12x10.; give --image_size"
+    ):
+        user.load_folder(tmp_path / "imgs")
+    resized = user.load_folder(tmp_path / "imgs", image_size=16)
+    assert resized.x.shape == (18, 16, 16, 3)  # one colour image makes all of them RGB
+    assert resized.class_names == ("cat", "dog", "emu")
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda p: p / "nowhere", "is not a directory"),
+        (lambda p: _folder(p / "one", classes=("cat",)), r"has 1 class folder \(cat\); at least two"),
+        (lambda p: (_folder(p / "e"), (p / "e" / "owl").mkdir())[0], r"class folder .*owl is empty"),
+        (
+            lambda p: (_folder(p / "bad"), (p / "bad" / "dog" / "notes.txt").write_text("hello"))[0],
+            r"bad/dog/notes.txt is not a readable image",
+        ),
+    ],
+)
+def test_image_folder_problems_name_the_culprit(tmp_path, make, match):
+    with pytest.raises(user.UserDataError, match=match):
+        user.load_folder(make(tmp_path))
+
+
+def test_a_csv_table(tmp_path):
+    path = _csv(tmp_path / "t.csv", [(1, 2, "yes"), (3, 4.5, "no"), (5, 6, "yes")])
+    got = user.load_csv(path)
+    assert got.x.tolist() == [[1, 2], [3, 4.5], [5, 6]] and got.class_names == ("no", "yes")
+    assert got.y.tolist() == [1, 0, 1] and got.origins.tolist() == [1, 2, 3]
+    numeric = user.load_csv(_csv(tmp_path / "n.csv", [(0, 0, 10), (0, 0, 2)]))
+    assert numeric.class_names == ("2", "10")  # numbers in numeric order
+
+
+@pytest.mark.parametrize(
+    "rows,header,match",
+    [
+        ([(1, 2, "x")], ("a", "b", "class"), r"has no label column 'label' \(columns: a, b, class\)"),
+        ([(1, 2, "x"), (1, "two", "y")], None, r"row 2, column 'b': 'two' is not a number"),
+        ([(1, 2, "x"), (1, "nan", "y")], None, r"row 2, column 'b': 'nan' is missing or not finite"),
+        ([(1, 2, "x"), (1, "", "y")], None, r"row 2, column 'b': '' is not a number"),
+        ([(1, 2, "x"), (3, 4, "x")], None, r"the label column 'label' has one value \('x'\)"),
+    ],
+)
+def test_csv_problems_name_row_and_column(tmp_path, rows, header, match):
+    path = _csv(tmp_path / "t.csv", rows, header or ("a", "b", "label"))
+    with pytest.raises(user.UserDataError, match=match):
+        user.load_csv(path)
+
+
+def test_npz_and_tfds(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 3), np.float32), y=np.array([0, 1, 2, 1]))
+    got = user.load_npz(tmp_path / "d.npz")
+    assert got.class_names == ("0", "1", "2") and got.x.shape == (4, 3)
+    np.savez(tmp_path / "bad.npz", x=np.zeros((4, 3)))
+    with pytest.raises(user.UserDataError, match="lacks the array y"):
+        user.load_npz(tmp_path / "bad.npz")
+    with tfds.testing.mock_data(num_examples=30):
+        ds = data.load_user_dataset("tfds:mnist", data_dir=tmp_path, allow_download=True)
+    assert ds.class_names == tuple(str(k) for k in range(10)) and len(ds.test) == 30
+    assert not ds.truth_known and ds.train.origins[0].startswith("train[")
+
+
+def test_the_protocol_on_your_data_takes_labels_as_given(tmp_path):
+    _folder(tmp_path / "train", per_class=20)
+    _folder(tmp_path / "test", per_class=3, seed=1)
+    ds = data.load_user_dataset(
+        f"folder:{tmp_path / 'train'}", test_data=str(tmp_path / "test"), validation_fraction=0.25
+    )
+    assert (len(ds.train), len(ds.validation), len(ds.test)) == (30, 10, 6)
+    assert not ds.truth_known and ds.realized_noise_rate == 0.0
+    assert sorted(ds.train.origins.tolist() + ds.validation.origins.tolist())[0] == "cat/0.png"
+    assert len(ds.mean) == 1 and ds.mean[0] == pytest.approx(ds.train.x.mean() / 255, rel=1e-6)
+    injected = data.load_user_dataset(f"folder:{tmp_path / 'train'}", noise="uniform", noise_rate=0.5)
+    assert injected.truth_known and 0.2 < injected.realized_noise_rate < 0.8
+    (tmp_path / "test" / "owl").mkdir()
+    Image.fromarray(np.zeros((10, 12), np.uint8)).save(tmp_path / "test" / "owl" / "a.png")
+    with pytest.raises(user.UserDataError, match="has classes the training data lacks: owl"):
+        data.load_user_dataset(f"folder:{tmp_path / 'train'}", test_data=str(tmp_path / "test"))
+
+
+def test_config_checks_your_data_before_anything_runs(tmp_path):
+    with pytest.raises(ConfigError, match=r"--dataset='folder:.*nope': .*nope does not exist"):
+        ExperimentConfig(workdir=str(tmp_path / "w"), dataset=f"folder:{tmp_path / 'nope'}").validate()
+    with pytest.raises(ConfigError, match="--test_data is for your own data"):
+        ExperimentConfig(workdir=str(tmp_path / "w"), test_data="x").validate()
+    table = _csv(tmp_path / "t.csv", [(1, 2, "x"), (3, 4, "y")])
+    config = ExperimentConfig(workdir=str(tmp_path / "w"), dataset=f"csv:{table}").validate()
+    assert config.resolved_architecture == "mlp"
+    assert config.differences(config.replace(dataset=f"csv:{tmp_path}/./t.csv")) == []
+
+
+def test_the_runner_refuses_bad_data_with_one_line_and_writes_nothing(tmp_path):
+    _folder(tmp_path / "imgs")
+    (tmp_path / "imgs" / "dog" / "broken.png").write_bytes(b"not a png")
+    command = [
+        sys.executable,
+        "-m",
+        "limit_tf.main",
+        f"--dataset=folder:{tmp_path / 'imgs'}",
+        f"--workdir={tmp_path / 'w'}",
+    ]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "dog/broken.png is not a readable image" in result.stderr.splitlines()[-1]
+    assert not (tmp_path / "w").exists()
