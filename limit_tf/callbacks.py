@@ -63,21 +63,25 @@ class MemorizationMetrics(keras.callbacks.Callback):
     ``train_acc_corrupted_subset`` (examples whose label is wrong, against that
     wrong label: the memorization of noise), and
     ``train_acc_corrupted_true`` (those examples against their true label).
+    With ``clean=None`` (your own data, whose true labels nobody knows) only
+    ``train_acc_observed`` is logged.
     """
 
-    def __init__(self, classifier: keras.Model, inputs, observed, clean):
+    def __init__(self, classifier: keras.Model, inputs, observed, clean=None):
         super().__init__()
         self.classifier = classifier
         self.inputs = inputs
         self.observed = np.asarray(observed)
-        self.clean = np.asarray(clean)
-        self.mask = self.observed != self.clean
+        self.clean = None if clean is None else np.asarray(clean)
+        self.mask = None if clean is None else self.observed != self.clean
         self._fn = None
 
     def on_epoch_end(self, epoch, logs=None):
         predicted, self._fn = predicted_classes(self.classifier, self.inputs, self._fn)
         hit = predicted == self.observed
         logs["train_acc_observed"] = float(hit.mean())
+        if self.mask is None:
+            return
         logs["train_acc_clean_subset"] = float(hit[~self.mask].mean()) if (~self.mask).any() else math.nan
         logs["train_acc_corrupted_subset"] = float(hit[self.mask].mean()) if self.mask.any() else math.nan
         logs["train_acc_corrupted_true"] = (

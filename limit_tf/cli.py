@@ -51,12 +51,19 @@ def fail(message: str, status: int = 2) -> None:
     sys.exit(status)
 
 
+def _quiet_tensorflow_info(record: python_logging.LogRecord) -> bool:
+    """Drops INFO (and lower) records that TensorFlow's modules log through absl."""
+    return record.levelno > python_logging.INFO or f"{os.sep}tensorflow{os.sep}" not in record.pathname
+
+
 def run(main: Callable[[list[str]], None], define: Callable[[], None] | None = None) -> None:
     """Defines the flags, parses them and runs ``main``; user errors end in one line and status 2."""
     if define is not None:
         define()
     # TensorFlow's own INFO lines (one per checkpoint written, ...) would drown the progress lines.
+    # Some come through its logger, some through absl's (the checkpoint saver's "Sharding callback").
     python_logging.getLogger("tensorflow").setLevel(python_logging.WARNING)
+    python_logging.getLogger("absl").addFilter(_quiet_tensorflow_info)
 
     def guarded(argv):
         if len(argv) > 1:

@@ -18,6 +18,7 @@ import csv
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -100,23 +101,37 @@ def _paper_text(row: Row) -> str:
     return "not in the paper" if row.paper_label is None else "-"
 
 
+def _is_users(dataset: str) -> bool:
+    """Whether ``dataset`` is your own data (``folder:``, ``csv:``, ...), which the paper never saw."""
+    from limit_tf.data import user
+
+    return user.parse(dataset) is not None
+
+
+def setting_title(dataset: str, noise: str, rate: float, n: int, sep: str = " = ") -> str:
+    """``mnist, uniform noise p = 0.8, n = 1000``; your own data's labels are "as given"."""
+    if not _is_users(dataset):
+        return f"{dataset}, {noise} noise p{sep}{rate:g}, n{sep}{n}"
+    added = f" plus {noise} noise p{sep}{rate:g}" if rate > 0 else ""
+    return f"{dataset}, labels as given{added}, n{sep}{n}"
+
+
 def to_markdown(rows: list[Row]) -> str:
-    """One table per setting: ours (mean +- std over seeds) beside the paper's."""
+    """One table per setting: ours (mean +- std over seeds) beside the paper's (benchmarks only)."""
     out = []
     for setting in sorted({r.setting for r in rows}):
-        dataset, noise, rate, n = setting
-        out.append(f"### {dataset}, {noise} noise p = {rate:g}, n = {n}\n")
+        out.append(f"### {setting_title(*setting)}\n")
         if any(r.held_out == "validation" for r in rows if r.setting == setting):
             out.append(
                 "No clean test set was given: rows marked [validation] report the best (noisy) validation accuracy.\n"
             )
-        out.append("| method | test accuracy % (ours) | seeds | best epochs | paper |")
-        out.append("|---|---|---|---|---|")
+        paper_column = not _is_users(setting[0])
+        out.append("| method | test accuracy % (ours) | seeds | best epochs |" + (" paper |" if paper_column else ""))
+        out.append("|---|---|---|---|" + ("---|" if paper_column else ""))
         for r in (r for r in rows if r.setting == setting):
             epochs = ", ".join(str(e) for e in r.best_epochs)
-            out.append(
-                f"| {r.label} | {_fmt(r.mean, r.std)} | {len(r.test_accuracies)} | {epochs} | {_paper_text(r)} |"
-            )
+            cells = [r.label, _fmt(r.mean, r.std), str(len(r.test_accuracies)), epochs]
+            out.append("| " + " | ".join(cells + ([_paper_text(r)] if paper_column else [])) + " |")
         out.append("")
     return "\n".join(out)
 
@@ -165,20 +180,32 @@ def plot_curves(rows: list[Row], out_dir: str | os.PathLike) -> list[Path]:
                 ("train_acc_clean_subset", "-", "correct labels"),
                 ("train_acc_corrupted_subset", "--", "corrupted labels"),
             ):
-                values = [m.get(key, math.nan) for m in metrics]
-                ax_mem.plot(epochs, values, color=color, linestyle=style, label=f"{r.label}: {what}")
+                if key in metrics[0]:  # absent where nobody knows which labels are wrong (your own data)
+                    values = [m.get(key, math.nan) for m in metrics]
+                    ax_mem.plot(epochs, values, color=color, linestyle=style, label=f"{r.label}: {what}")
         if 0 < rate < 1:
             ax_train.axhline(1 - rate, color="gray", linestyle=":", label=f"clean fraction {1 - rate:g}")
         ax_train.set(title="training accuracy on the noisy labels", xlabel="epoch", ylim=(0, 1.02))
         title = "test (clean)" if held_out.startswith("test") else "validation (noisy)"
         ax_test.set(title=f"{title} accuracy", xlabel="epoch", ylim=(0, 1.02))
         ax_mem.set(title="training accuracy vs observed labels", xlabel="epoch", ylim=(0, 1.02))
+        if not ax_mem.lines:
+            ax_mem.text(
+                0.5,
+                0.5,
+                "which labels are wrong is not known here:\nrun limit_tf.detection on a run",
+                ha="center",
+                va="center",
+                transform=ax_mem.transAxes,
+            )
         for ax in (ax_train, ax_test, ax_mem):
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-        fig.suptitle(f"{dataset}, {noise} noise p={rate:g}, n={n}")
+            if ax.lines:
+                ax.legend(fontsize=7)
+        fig.suptitle(setting_title(dataset, noise, rate, n, sep="="))
         fig.tight_layout()
-        path = out_dir / f"curves_{dataset}_{noise}{rate:g}_n{n}.png"
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset).strip("_")  # folder:runs/x -> folder_runs_x
+        path = out_dir / f"curves_{slug}_{noise}{rate:g}_n{n}.png"
         fig.savefig(path, dpi=110)
         written.append(path)
     return written

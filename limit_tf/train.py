@@ -282,7 +282,7 @@ def protocol_callbacks(model, config, dataset, protocol: callbacks_lib.ProtocolS
             classifier,
             data_lib.to_tf_dataset(dataset, "train", batch_size=EVAL_BATCH, inputs_only=True),
             dataset.train.labels,
-            dataset.train.clean_labels,
+            dataset.train.clean_labels if dataset.truth_known else None,
         )
     ]
     if config.track_test_accuracy and len(dataset.test):

@@ -82,6 +82,11 @@ def test_memorization_metrics_split_correct_and_corrupted(rng):
         "train_acc_corrupted_subset": 0.0,
         "train_acc_corrupted_true": 1.0,
     }
+    # Your own data: nobody knows which labels are wrong, so no subsets.
+    unknown = callbacks.MemorizationMetrics(net, tf.data.Dataset.from_tensor_slices(x).batch(3), [0, 1, 1, 0])
+    logs = {}
+    unknown.on_epoch_end(0, logs)
+    assert logs == {"train_acc_observed": 0.5}
 
 
 def test_progress_lines_within_and_after_an_epoch(caplog):

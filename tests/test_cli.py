@@ -136,3 +136,16 @@ def test_runner_end_to_end_with_progress_lines(tmp_path):
     results = json.loads((workdir / "results.json").read_text())
     assert summary["epochs_run"] == 2 and summary["test_accuracy"] == results["test_accuracy"]
     assert "epoch 2/2" in result.stderr and "ETA" in result.stderr  # progress lines
+
+
+def test_tensorflow_info_lines_through_absl_are_dropped_ours_kept():
+    import logging
+    import os
+
+    def record(path, level=logging.INFO):
+        return logging.LogRecord("absl", level, path, 1, "msg", None, None)
+
+    saver = os.path.join("site-packages", "tensorflow", "python", "checkpoint", "functional_saver.py")
+    assert not cli._quiet_tensorflow_info(record(saver))  # "Sharding callback duration" each epoch
+    assert cli._quiet_tensorflow_info(record(saver, logging.WARNING))  # its warnings stay
+    assert cli._quiet_tensorflow_info(record(os.path.join("limit_tf", "callbacks.py")))  # our progress lines

@@ -76,3 +76,21 @@ def test_figures_do_not_touch_the_pyplot_backend(tmp_path):
     report.write_report(tmp_path)
     assert matplotlib.get_backend() == "svg"
     assert (tmp_path / "curves_mnist_uniform0.8_n1000.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_on_your_own_data_names_the_labels_as_given(tmp_path):
+    folder = tmp_path / "my images"
+    folder.mkdir()
+    dataset = f"folder:{folder}"
+    for method, accuracy in (("ce", 0.9), ("limit", 0.95)):
+        path = _fake_run(tmp_path / "runs", method, method=method, accuracy=accuracy, rate=0.0, n=2400, dataset=dataset)
+        run = workdir_lib.RunDir(path)
+        run.write_metrics([{"epoch": e, "val_accuracy": 0.6, "train_acc_observed": 0.1 * e} for e in range(4)])
+    markdown, rows = report.write_report(tmp_path / "runs", tmp_path / "out")
+    assert f"### {dataset}, labels as given, n = 2400" in markdown
+    assert "| ce | 90.0 +- 0.0 | 1 | 3 |\n" in markdown  # no paper column: the paper never saw this data
+    assert "paper" not in markdown and "uniform" not in markdown
+    (png,) = (tmp_path / "out").glob("*.png")  # one file name, with no ':' or '/' from the dataset
+    assert png.name.startswith("curves_folder_") and png.name.endswith("_my_images_uniform0_n2400.png")
+    assert ":" not in png.name
+    assert png.read_bytes()[:4] == b"\x89PNG"

@@ -1,6 +1,7 @@
 """Your own data: image folders, CSV tables, npz files, tfds datasets; and what goes wrong with them."""
 
 import csv
+import json
 import subprocess
 import sys
 
@@ -146,3 +147,55 @@ def test_the_runner_refuses_bad_data_with_one_line_and_writes_nothing(tmp_path):
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "dog/broken.png is not a readable image" in result.stderr.splitlines()[-1]
     assert not (tmp_path / "w").exists()
+
+
+def test_a_csv_table_end_to_end_from_the_command_line(tmp_path):
+    """Train LIMIT on a table with wrong labels, find them, retrain CE without them: three commands."""
+    rng = np.random.default_rng(1)
+    names = np.array(["ant", "bee", "fly"])
+    truth = rng.integers(0, 3, 240)
+    features = rng.normal(size=(240, 4)) + 3.0 * np.eye(3, 4)[truth]  # the true class shows in the features
+    wrong = rng.random(240) < 0.25
+    given = np.where(wrong, (truth + rng.integers(1, 3, 240)) % 3, truth)
+    _csv(
+        tmp_path / "t.csv",
+        [(*np.round(f, 4), names[g]) for f, g in zip(features, given, strict=True)],
+        ("a", "b", "c", "d", "label"),
+    )
+    test = rng.integers(0, 3, 90)
+    _csv(
+        tmp_path / "test.csv",
+        [
+            (*np.round(f, 4), names[t])
+            for f, t in zip(rng.normal(size=(90, 4)) + 3.0 * np.eye(3, 4)[test], test, strict=True)
+        ],
+        ("a", "b", "c", "d", "label"),
+    )
+    common = [
+        f"--dataset=csv:{tmp_path / 't.csv'}",
+        f"--test_data={tmp_path / 'test.csv'}",
+        "--epochs=12",
+        "--batch_size=32",
+    ]
+
+    def run(module, *args):
+        result = subprocess.run(
+            [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result
+
+    run(
+        "limit_tf.main", *common, "--method=limit", "--predictor=laplace", "--beta=1", f"--workdir={tmp_path / 'limit'}"
+    )
+    run("limit_tf.detection", f"--workdir={tmp_path / 'limit'}")
+    with open(tmp_path / "limit" / "detection_limit" / "label_issues.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[:4] == ["index", "row", "observed_label", "suggested_label"]
+    assert {r["observed_label"] for r in rows} == set(names)  # class names, not numbers
+    flagged = [int(r["row"]) - 1 for r in rows if r["flagged"] == "1"]  # row 1 is the first data row
+    assert len(rows) == 192 and np.mean(wrong[flagged]) > 0.8  # 20% went to validation; flagged rows mostly wrong
+    run("limit_tf.main", *common, "--method=ce", f"--clean_from={tmp_path / 'limit'}", f"--workdir={tmp_path / 'ce'}")
+    results = json.loads((tmp_path / "ce" / "results.json").read_text())
+    assert results["num_train_examples_used"] == len(rows) - len(flagged) and results["test_accuracy"] > 0.8
+    assert results["class_names"] == ["ant", "bee", "fly"]
