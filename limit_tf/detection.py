@@ -22,8 +22,8 @@ run's work dir and writes ``label_issues.csv`` and a summary
 
 from __future__ import annotations
 
+import csv
 import dataclasses
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -369,7 +369,37 @@ def main(argv) -> None:
         report = detect_in_run(f.workdir, score=f.score, threshold=f.threshold, budget=parse_budget(f.budget))
     except (FileNotFoundError, ValueError) as e:
         cli.fail(str(e))
-    print(json.dumps(report, indent=2))
+    print(describe(report, Path(f.workdir) / f"detection_{report['score']}"))
+
+
+def describe(summary: dict, out_dir, top: int = 5) -> str:
+    """What a detection found, in a few lines for a person (``detection.json`` holds everything)."""
+    from limit_tf import issue_report
+
+    n, flagged = summary["num_examples"], summary["num_flagged"]
+    how = "as many as estimated" if summary["flagged_by"] == "estimate" else "by your budget or threshold"
+    lines = [
+        f"{n} training examples; estimated {summary['estimated_issues']} wrong labels "
+        f"({100 * summary['estimated_noise_rate']:.1f}%, confident learning on the classifier's probabilities); "
+        f"flagged {flagged} ({how}) by the {summary['score']} score."
+    ]
+    if summary["truth_known"]:
+        lines.append(
+            f"Known truth: {100 * summary['realized_noise_rate']:.1f}% of the labels are wrong; "
+            f"ROC AUC {summary['roc_auc']:.4f}, flagged precision {summary['precision']:.3f}, "
+            f"recall {summary['recall']:.3f}."
+        )
+    with open(Path(out_dir) / issue_report.ISSUES, newline="") as f:
+        rows = list(csv.DictReader(f))[:top]
+    if rows:
+        where = next(c for c in rows[0] if c not in ("index",))  # path, row or source_index
+        lines.append("Most suspicious:")
+        lines += [
+            f"  {r[where]}: labelled {r['observed_label']}, looks like {r['suggested_label']} (score {r['score']})"
+            for r in rows
+        ]
+    lines.append(f"Written: {out_dir}/ ({issue_report.ISSUES}, {issue_report.SUMMARY}, figures).")
+    return "\n".join(lines)
 
 
 def define_flags() -> None:

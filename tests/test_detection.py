@@ -80,6 +80,13 @@ def test_detect_in_run_writes_outputs(tmp_path):
     assert rows[0]["true_label"] == str(labels["train_clean_labels"][first])
     assert float(rows[0]["score"]) >= float(rows[-1]["score"])
     assert (out / "score_histogram.png").is_file() and (out / "suspects_grid.png").is_file()
+    text = detection.describe(report, out).splitlines()  # what the command prints
+    assert text[0].startswith(f"200 training examples; estimated {report['estimated_issues']} wrong labels")
+    assert text[1].startswith(f"Known truth: {100 * report['realized_noise_rate']:.1f}% of the labels are wrong")
+    assert text[3] == (
+        f"  {rows[0]['source_index']}: labelled {rows[0]['observed_label']}, "
+        f"looks like {rows[0]['suggested_label']} (score {rows[0]['score']})"
+    )
     assert detection.detect_in_run(tmp_path / "run", score="normalized_margin")["num_examples"] == 200
 
 
