@@ -268,28 +268,39 @@ def run_experiment(config: ExperimentConfig, *, callbacks=(), dataset: data_lib.
             epochs=config.epochs,
             steps_per_epoch=steps,
             initial_epoch=start,
-            validation_data=data_lib.to_tf_dataset(dataset, "validation", batch_size=EVAL_BATCH),
-            callbacks=[*protocol_callbacks(model, config, dataset, protocol, steps, chief), *callbacks],
+            # One process: validation is one of EpochEvaluation's passes. Several: the loop's, collective.
+            validation_data=data_lib.to_tf_dataset(dataset, "validation", batch_size=EVAL_BATCH) if multi else None,
+            callbacks=[
+                *protocol_callbacks(model, config, dataset, protocol, steps, chief, validation=not multi),
+                *callbacks,
+            ],
         )
     return _finish(model, engine, config, dataset, protocol, own, chief)
 
 
-def protocol_callbacks(model, config, dataset, protocol: callbacks_lib.ProtocolState, steps: int, chief: bool) -> list:
-    """The protocol's callbacks, in order (see :mod:`limit_tf.callbacks`)."""
-    classifier = builders.classifier_of(model)
-    monitors = [
-        callbacks_lib.MemorizationMetrics(
-            classifier,
-            data_lib.to_tf_dataset(dataset, "train", batch_size=EVAL_BATCH, inputs_only=True),
-            dataset.train.labels,
-            dataset.train.clean_labels if dataset.truth_known else None,
-        )
-    ]
-    if config.track_test_accuracy and len(dataset.test):
-        test_inputs = data_lib.to_tf_dataset(dataset, "test", batch_size=EVAL_BATCH, inputs_only=True)
-        monitors.append(callbacks_lib.TestAccuracyMonitor(classifier, test_inputs, dataset.test.labels))
+def protocol_callbacks(
+    model, config, dataset, protocol: callbacks_lib.ProtocolState, steps: int, chief: bool, *, validation: bool = True
+) -> list:
+    """The protocol's callbacks, in order (see :mod:`limit_tf.callbacks`).
+
+    ``validation``: whether :class:`~limit_tf.callbacks.EpochEvaluation`
+    measures the validation split (one process), or the training loop does
+    (several workers, collectively).
+    """
+
+    def inputs(split: str):
+        return data_lib.to_tf_dataset(dataset, split, batch_size=EVAL_BATCH, inputs_only=True)
+
+    truth = dataset.train.clean_labels if dataset.truth_known else None
+    test = config.track_test_accuracy and len(dataset.test)
+    evaluation = callbacks_lib.EpochEvaluation(
+        builders.classifier_of(model),
+        validation=(inputs("validation"), dataset.validation.labels) if validation else None,
+        train=(inputs("train"), dataset.train.labels, truth) if chief else None,
+        test=(inputs("test"), dataset.test.labels) if test and chief else None,
+    )
     # The monitors only add columns to the chief's metrics.csv: the other workers skip them.
-    out = [callbacks_lib.NanGuard(), *(monitors if chief else []), protocol]
+    out = [evaluation, callbacks_lib.NanGuard(), protocol]
     if chief:
         label = f"{methods.variant_of(config).name} {Path(config.workdir).name}"
         out += [

@@ -64,26 +64,38 @@ def test_nan_guard_names_the_loss_and_the_epoch():
     callbacks.NanGuard().on_epoch_end(3, {"loss": 0.5, "accuracy": float("nan")})  # only losses are checked
 
 
-def test_memorization_metrics_split_correct_and_corrupted(rng):
+@pytest.mark.parametrize("jit", [True, False])
+def test_one_evaluation_pass_gives_validation_memorization_and_test_metrics(jit):
     import tensorflow as tf
 
     inputs = keras.Input((2,))
-    net = keras.Model(inputs, inputs)  # predicts argmax of the input
+    net = keras.Model(inputs, 2.0 * inputs)  # logits: twice the input
     x = np.eye(2, dtype=np.float32)[[0, 1, 0, 1]]
-    monitor = callbacks.MemorizationMetrics(
-        net, tf.data.Dataset.from_tensor_slices(x).batch(3), [0, 1, 1, 0], [0, 1, 0, 1]
+    batches = tf.data.Dataset.from_tensor_slices(x).batch(3)  # a partial last batch too
+    evaluation = callbacks.EpochEvaluation(
+        net,
+        validation=(batches, [0, 1, 1, 1]),
+        train=(batches, [0, 1, 1, 0], [0, 1, 0, 1]),
+        test=(batches, [0, 0, 0, 1]),
+        jit=jit,
     )
     logs = {}
-    monitor.on_epoch_end(0, logs)
-    # Predictions 0,1,0,1; observed 0,1,1,0 (the last two corrupted), clean 0,1,0,1.
-    assert logs == {
-        "train_acc_observed": 0.5,
-        "train_acc_clean_subset": 1.0,
-        "train_acc_corrupted_subset": 0.0,
-        "train_acc_corrupted_true": 1.0,
-    }
-    # Your own data: nobody knows which labels are wrong, so no subsets.
-    unknown = callbacks.MemorizationMetrics(net, tf.data.Dataset.from_tensor_slices(x).batch(3), [0, 1, 1, 0])
+    evaluation.on_epoch_end(0, logs)
+    right, wrong = -np.log(np.exp(2) / (np.exp(2) + 1)), -np.log(1 / (np.exp(2) + 1))
+    # Predictions 0,1,0,1. Validation: 3 of 4 right. Training: observed 0,1,1,0 (the last two corrupted).
+    assert logs == pytest.approx(
+        {
+            "val_accuracy": 0.75,
+            "val_loss": (3 * right + wrong) / 4,
+            "train_acc_observed": 0.5,
+            "train_acc_clean_subset": 1.0,
+            "train_acc_corrupted_subset": 0.0,
+            "train_acc_corrupted_true": 1.0,
+            "test_accuracy_monitor": 0.75,
+        }
+    )
+    # Your own data: nobody knows which labels are wrong, so no subsets; and no validation pass here.
+    unknown = callbacks.EpochEvaluation(net, train=(batches, [0, 1, 1, 0], None), jit=jit)
     logs = {}
     unknown.on_epoch_end(0, logs)
     assert logs == {"train_acc_observed": 0.5}

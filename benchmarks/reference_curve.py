@@ -1,0 +1,147 @@
+r"""LIMIT_L beside the authors' code on one cell: MNIST, uniform p = 0.8, n = 10,000, beta = 10, 30 epochs.
+
+    LIMIT_DATA_DIR=../shared/data python benchmarks/reference_curve.py              # trains what is missing
+    python benchmarks/reference_curve.py --root=benchmarks/runs/mnist_n10000         # the detection benchmark's runs
+
+Our runs are the runner's (``limit_tf.train.run_experiment``, the reference
+q-network, ``--track_test_accuracy`` so that the clean test curve exists)
+under ``--root/p0.8_seed{S}/limit_l_curve``, trained when missing; with
+``--no_train``, a run of the same cell without the test curve
+(``.../limit_l``, as ``detection.py`` leaves it) gives the validation curve
+and the test accuracy at the best epoch. The authors'
+figures are ``../shared/reference/limit_l_mnist_u80_n10000_authors_code.json``
+(their PyTorch code at tag v0.1, 3 seeds). Writes ``--out``.json and .png:
+mean (and per-seed) noisy-validation and clean-test accuracy per epoch, and
+the test accuracy at the best validation epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REFERENCE = HERE.parent.parent / "shared" / "reference" / "limit_l_mnist_u80_n10000_authors_code.json"
+CELL = {
+    "dataset": "mnist",
+    "noise": "uniform",
+    "noise_rate": 0.8,
+    "num_train_examples": 10_000,
+    "epochs": 30,
+    "patience": 30,
+    "method": "limit",
+    "predictor": "laplace",
+    "beta": 10.0,
+}
+
+
+def our_run(root: Path, seed: int, data_dir: str | None, train_missing: bool) -> dict:
+    from limit_tf import train, workdir
+    from limit_tf.config import ExperimentConfig
+
+    cell = root / f"p0.8_seed{seed}"
+    # With the test curve if there is one (or one may be trained), else without it.
+    names = ("limit_l_curve",) if train_missing else ("limit_l_curve", "limit_l")
+    run = next((workdir.RunDir(cell / n) for n in names if workdir.RunDir(cell / n).results()), None)
+    if run is None:
+        if not train_missing:
+            raise SystemExit(f"error: no finished LIMIT_L run under {cell}; drop --no_train to train one.")
+        config = ExperimentConfig(
+            workdir=str(cell / "limit_l_curve"),
+            data_dir=data_dir,
+            seed=seed,
+            noise_seed=seed,
+            track_test_accuracy=True,
+            **CELL,
+        )
+        train.run_experiment(config)
+        run = workdir.RunDir(config.workdir)
+    results, metrics = run.results(), run.metrics()
+    config = results["config"]
+    differs = {k: (config[k], v) for k, v in CELL.items() if config[k] != v}
+    if differs:
+        raise SystemExit(f"error: {run.path} is another cell: {differs} (ours, wanted).")
+    return {
+        "seed": seed,
+        "workdir": str(run.path),
+        "q_architecture": config.get("q_architecture"),
+        "best_epoch": results["best_epoch"] + 1,
+        "test_accuracy_at_best_val": results["test_accuracy"],
+        "val_accuracy_noisy": [m["val_accuracy"] for m in metrics],
+        "test_accuracy": [m.get("test_accuracy_monitor") for m in metrics],
+    }
+
+
+def plot(ours: list[dict], reference: dict, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
+    for ax, key, title in (
+        (axes[0], "val_accuracy_noisy", "validation accuracy (noisy labels)"),
+        (axes[1], "test_accuracy", "clean test accuracy"),
+    ):
+        for runs, name, color in ((reference["runs"], "authors' code", "tab:gray"), (ours, "limit-tf", "tab:red")):
+            curves = [r[key] for r in runs if r[key] and None not in r[key]]
+            if not curves:
+                continue
+            curves = np.asarray(curves, float)
+            epochs = np.arange(1, curves.shape[1] + 1)
+            for c in curves:
+                ax.plot(epochs, c, color=color, alpha=0.25, linewidth=0.8)
+            ax.plot(epochs, curves.mean(0), color=color, label=f"{name}: mean of {len(curves)} seeds")
+        ax.set(title=title, xlabel="epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[1].set_ylim(0.5, 1.0)
+    fig.suptitle("LIMIT_L, MNIST, uniform p=0.8, n=10,000, beta=10")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", default=str(HERE / "runs" / "mnist_n10000"))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--data_dir", default=None)
+    parser.add_argument("--reference", default=str(REFERENCE))
+    parser.add_argument("--no_train", action="store_true", help="Only read finished runs.")
+    parser.add_argument("--out", default=str(HERE / "results" / "reference_curve"))
+    args = parser.parse_args()
+    if not Path(args.reference).is_file():
+        raise SystemExit(f"error: --reference={args.reference} does not exist.")
+    reference = json.loads(Path(args.reference).read_text())
+    ours = [our_run(Path(args.root), s, args.data_dir, not args.no_train) for s in range(args.seeds)]
+    mine = [r["test_accuracy_at_best_val"] for r in ours]
+    theirs = reference["summary"]["test_accuracy_at_best_val"]
+    final = [r["test_accuracy"][-1] for r in ours if r["test_accuracy"] and r["test_accuracy"][-1] is not None]
+    summary = {
+        "ours_test_accuracy_at_best_val": mine,
+        "ours_mean": float(np.mean(mine)),
+        "ours_std": float(np.std(mine, ddof=1)) if len(mine) > 1 else 0.0,
+        "ours_test_accuracy_at_epoch_30_mean": float(np.mean(final)) if final else None,
+        "authors_test_accuracy_at_best_val": theirs,
+        "authors_mean": float(np.mean(theirs)),
+        "authors_std": float(np.std(theirs, ddof=1)),
+        "authors_test_accuracy_at_epoch_30_mean": float(np.mean([r["test_accuracy"][-1] for r in reference["runs"]])),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from limit_tf import workdir
+
+    report = {"cell": CELL, "summary": summary, "ours": ours, "versions": workdir.library_versions()}
+    workdir.write_text(out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
+    plot(ours, reference, out.with_suffix(".png"))
+    print(
+        f"test accuracy at the best validation epoch, mean of {len(mine)} seeds: limit-tf "
+        f"{100 * summary['ours_mean']:.2f}% +- {100 * summary['ours_std']:.2f}, the authors' code "
+        f"{100 * summary['authors_mean']:.2f}% +- {100 * summary['authors_std']:.2f}"
+    )
+    print(f"written: {out.with_suffix('.json')}, {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
