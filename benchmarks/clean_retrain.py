@@ -16,12 +16,11 @@ goes to ``--out`` (.json and .md).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from limit_tf import cli, methods, workdir
+from limit_tf import cli, methods
 
 HERE = Path(__file__).resolve().parent
 FLAGS = cli.FLAGS
@@ -85,19 +84,10 @@ def to_markdown(cells: list[dict], clean: str) -> str:
 
 def main(argv) -> None:
     del argv
+    import cells  # beside this script
+
     base = cli.config_from_flags(workdir="clean_retrain")
-    cells = []
-    for rate in (float(r) for r in FLAGS.cells):
-        for seed in range(FLAGS.seeds):
-            config = base.replace(noise_rate=rate, seed=seed, noise_seed=seed)
-            config.replace(method=methods.LIMIT, workdir=str(Path(FLAGS.root) / "check")).validate()
-            cells.append(one_cell(config, Path(FLAGS.root) / f"p{rate:g}_seed{seed}"))
-            report = {"settings": base.to_dict(), "cells": cells, "versions": workdir.library_versions()}
-            Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
-            workdir.write_text(Path(FLAGS.out + ".json"), json.dumps(report, indent=2) + "\n")
-            workdir.write_text(Path(FLAGS.out + ".md"), to_markdown(cells, base.clean))
-    print(to_markdown(cells, base.clean))
-    print(f"written: {FLAGS.out}.json, {FLAGS.out}.md")
+    cells.run_from_flags(base, one_cell, lambda done: to_markdown(done, base.clean))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ to ``--out`` (.json and .md).
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -168,25 +167,10 @@ def to_markdown(cells: list[dict]) -> str:
 
 def main(argv) -> None:
     del argv
+    import cells  # beside this script
+
     base = cli.config_from_flags(workdir="detection")
-    results_path = Path(FLAGS.out + ".json")
-    cells = []
-    for rate in (float(r) for r in FLAGS.cells):
-        for seed in range(FLAGS.seeds):
-            config = base.replace(noise_rate=rate, seed=seed, noise_seed=seed)
-            config.replace(method=methods.LIMIT, workdir=str(Path(FLAGS.root) / "check")).validate()
-            cells.append(one_cell(config, Path(FLAGS.root) / f"p{rate:g}_seed{seed}"))
-            results_path.parent.mkdir(parents=True, exist_ok=True)
-            report = {
-                "settings": base.to_dict(),
-                "folds": FLAGS.folds,
-                "cells": cells,
-                "versions": workdir.library_versions(),
-            }
-            workdir.write_text(results_path, json.dumps(report, indent=2) + "\n")
-            workdir.write_text(Path(FLAGS.out + ".md"), to_markdown(cells))
-    print(to_markdown(cells))
-    print(f"written: {FLAGS.out}.json, {FLAGS.out}.md")
+    cells.run_from_flags(base, one_cell, to_markdown, extra={"folds": FLAGS.folds})
 
 
 if __name__ == "__main__":
