@@ -111,6 +111,12 @@ def main() -> None:
     parser.add_argument("--no_train", action="store_true", help="Only read finished runs.")
     parser.add_argument("--out", default=str(HERE / "results" / "reference_curve"))
     args = parser.parse_args()
+    from absl import logging
+
+    from limit_tf import cli
+
+    cli.quiet_tensorflow_logs()
+    logging.set_verbosity(logging.INFO)  # the runner's progress lines (absl's default shows warnings only)
     if not Path(args.reference).is_file():
         raise SystemExit(f"error: --reference={args.reference} does not exist.")
     reference = json.loads(Path(args.reference).read_text())

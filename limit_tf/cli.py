@@ -56,14 +56,22 @@ def _quiet_tensorflow_info(record: python_logging.LogRecord) -> bool:
     return record.levelno > python_logging.INFO or f"{os.sep}tensorflow{os.sep}" not in record.pathname
 
 
+def quiet_tensorflow_logs() -> None:
+    """Keeps TensorFlow's own INFO lines (one per checkpoint written, ...) from drowning the progress lines.
+
+    Some come through its logger, some through absl's (the checkpoint saver's "Sharding callback").
+    """
+    python_logging.getLogger("tensorflow").setLevel(python_logging.WARNING)
+    absl_logger = python_logging.getLogger("absl")
+    if _quiet_tensorflow_info not in absl_logger.filters:
+        absl_logger.addFilter(_quiet_tensorflow_info)
+
+
 def run(main: Callable[[list[str]], None], define: Callable[[], None] | None = None) -> None:
     """Defines the flags, parses them and runs ``main``; user errors end in one line and status 2."""
     if define is not None:
         define()
-    # TensorFlow's own INFO lines (one per checkpoint written, ...) would drown the progress lines.
-    # Some come through its logger, some through absl's (the checkpoint saver's "Sharding callback").
-    python_logging.getLogger("tensorflow").setLevel(python_logging.WARNING)
-    python_logging.getLogger("absl").addFilter(_quiet_tensorflow_info)
+    quiet_tensorflow_logs()
 
     def guarded(argv):
         if len(argv) > 1:
