@@ -96,7 +96,7 @@ def score_histogram(path: Path, detection, corrupted: np.ndarray, score_name: st
     for mask, what in ((~corrupted, "correct labels"), (corrupted, "corrupted labels")):
         ax.hist(detection.scores[mask], bins=bins, alpha=0.6, label=f"{what} ({mask.sum()})", density=True)
     ax.set(xlabel=score_name, ylabel="density", title="score of correct vs corrupted examples")
-    ax.legend()
+    ax.legend(loc="upper center")  # "best" searches every bar of the histograms: slow
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
