@@ -239,3 +239,33 @@ def test_distributed_chief_and_worker(tmp_path, learnable_data):
     summary = json.loads((tmp_path / "w" / "summary.json").read_text())
     assert summary["num_trials"] == 2
     assert summary["best"]["hyperparameters"]["learning_rate"] == pytest.approx(0.003)
+
+
+def test_a_search_on_your_own_image_folder(tmp_path):
+    """The tuner takes ``folder:`` data as the runner does: labels as given, no test set."""
+    import numpy as np
+    from PIL import Image
+
+    from limit_tf.config import ExperimentConfig
+
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(("cat", "dog")):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in range(30):
+            Image.fromarray(rng.integers(0, 80, (8, 8), dtype=np.uint8) + 120 * k).save(
+                tmp_path / "imgs" / name / f"{i}.png"
+            )
+    base = ExperimentConfig(
+        workdir=str(tmp_path / "search" / "best_run"),
+        dataset=f"folder:{tmp_path / 'imgs'}",
+        architecture="mlp",
+        method="ce",
+        epochs=2,
+        patience=2,
+        batch_size=16,
+    )
+    space = hm.SearchSpace.for_method("ce", grids={"learning_rate": [1e-3, 3e-3]})
+    summary = search.run_search(base, space, oracle="grid", max_trials=2, executions_per_trial=1, retrain=True)
+    assert summary["num_trials"] == 2 and summary["retrained"]["test_accuracy"] is None  # no --test_data
+    results = json.loads((tmp_path / "search" / "best_run" / "results.json").read_text())
+    assert results["class_names"] == ["cat", "dog"] and results["best_val_accuracy"] > 0.9
