@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -279,6 +280,11 @@ def load_trained_model(workdir_path):
     return model, config, dataset
 
 
+def output_dir(workdir_path, score: str) -> Path:
+    """Where :func:`detect_in_run` writes by default: ``<workdir>/detection_<score>``."""
+    return Path(workdir_path) / f"detection_{score}"
+
+
 def detect_in_run(
     workdir_path, *, score: str | None = None, threshold: float | None = None, budget=None, out_dir=None
 ) -> dict:
@@ -317,14 +323,15 @@ def detect_in_run(
         )
     scores = SCORES[score](probs["predictor" if score == "limit" else "classifier"], labels)
     estimate = estimate_noise(probs["classifier"], labels)
-    if threshold is None and budget is None:
+    by_estimate = threshold is None and budget is None
+    if by_estimate:
         budget = estimate.num_issues
     detection = rank(scores, threshold=threshold, budget=budget)
     summary = {
         "score": score,
         "num_examples": len(labels),
         "num_flagged": int(detection.flagged.sum()),
-        "flagged_by": "estimate" if budget == estimate.num_issues and threshold is None else "budget or threshold",
+        "flagged_by": "estimate" if by_estimate else "budget or threshold",
         "estimated_issues": estimate.num_issues,
         "estimated_noise_rate": estimate.noise_rate,
         "estimator": ESTIMATOR,
@@ -335,7 +342,7 @@ def detect_in_run(
         summary["realized_noise_rate"] = dataset.realized_noise_rate
         summary.update(evaluate(detection, dataset.train.noise_mask))
     issue_report.save(
-        out_dir or Path(workdir_path) / f"detection_{score}",
+        out_dir or output_dir(workdir_path, score),
         detection,
         dataset,
         suggested=estimate.suggested,
@@ -369,7 +376,7 @@ def main(argv) -> None:
         report = detect_in_run(f.workdir, score=f.score, threshold=f.threshold, budget=parse_budget(f.budget))
     except (FileNotFoundError, ValueError) as e:
         cli.fail(str(e))
-    print(describe(report, Path(f.workdir) / f"detection_{report['score']}"))
+    print(describe(report, output_dir(f.workdir, report["score"])))
 
 
 def describe(summary: dict, out_dir, top: int = 5) -> str:
@@ -390,7 +397,7 @@ def describe(summary: dict, out_dir, top: int = 5) -> str:
             f"recall {summary['recall']:.3f}."
         )
     with open(Path(out_dir) / issue_report.ISSUES, newline="") as f:
-        rows = list(csv.DictReader(f))[:top]
+        rows = list(itertools.islice(csv.DictReader(f), top))
     if rows:
         where = next(c for c in rows[0] if c not in ("index",))  # path, row or source_index
         lines.append("Most suspicious:")

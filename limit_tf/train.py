@@ -55,10 +55,10 @@ def cleaned(dataset: data_lib.NoisyDataset, config: ExperimentConfig) -> data_li
     from limit_tf import detection, issue_report
 
     source = Path(config.clean_from)
-    candidates = sorted(source.glob(f"detection_{config.clean_score or '*'}/{issue_report.ISSUES}"))
+    candidates = sorted(source.glob(f"{detection.output_dir('', config.clean_score or '*')}/{issue_report.ISSUES}"))
     if not candidates:
-        detection.detect_in_run(source, score=config.clean_score)
-        candidates = sorted(source.glob(f"detection_{config.clean_score or '*'}/{issue_report.ISSUES}"))
+        score = detection.detect_in_run(source, score=config.clean_score)["score"]
+        candidates = [detection.output_dir(source, score) / issue_report.ISSUES]
     if config.clean_score is None and len(candidates) > 1:
         raise ConfigError(
             f"--clean_from={config.clean_from!r} has several detections ({', '.join(c.parent.name for c in candidates)}); "

@@ -121,3 +121,26 @@ def test_progress_lines_within_and_after_an_epoch(caplog):
         "[ce run] epoch 1/10 loss=1.0000 val_accuracy=0.5000 | best val_accuracy 0.5000 @ epoch 1"
     )
     assert lines[1].endswith("30.0s/epoch, ETA <= 2m30s") and len(lines) == 2
+
+
+def test_the_evaluation_falls_back_from_xla_with_a_warning(caplog):
+    """A network with an op XLA cannot compile (a host callback here) is evaluated without XLA."""
+    import tensorflow as tf
+
+    class OnTheHost(keras.layers.Layer):
+        def call(self, x):
+            y = tf.numpy_function(lambda a: 2.0 * a, [x], tf.float32)
+            y.set_shape(x.shape)
+            return y
+
+    inputs = keras.Input((2,))
+    net = keras.Model(inputs, OnTheHost()(inputs))
+    x = np.eye(2, dtype=np.float32)[[0, 1, 0, 1]]
+    evaluation = callbacks.EpochEvaluation(
+        net, train=(tf.data.Dataset.from_tensor_slices(x).batch(3), [0, 1, 1, 0], None)
+    )
+    logs = {}
+    with caplog.at_level("WARNING"):
+        evaluation.on_epoch_end(0, logs)
+    assert logs == {"train_acc_observed": 0.5} and evaluation.jit is False
+    assert any("XLA could not compile the evaluation" in r.getMessage() for r in caplog.records)

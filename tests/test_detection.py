@@ -1,5 +1,6 @@
 import csv
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -168,5 +169,12 @@ def test_find_clean_and_retrain_on_an_image_folder(tmp_path):
         )
         used = len(rows) - len(flagged) if mode == "drop" else len(rows)
         assert retrained["num_train_examples_used"] == used and retrained["num_train_examples"] == len(rows)
+    # A run without a detection gets one first (the defaults: the same flags as above).
+    shutil.rmtree(tmp_path / "limit" / "detection_limit")
+    fresh = ExperimentConfig(
+        workdir=str(tmp_path / "ce_fresh"), method="ce", clean_from=str(tmp_path / "limit"), **base
+    )
+    assert len(train.cleaned(train.load_data(fresh.replace(clean_from=None)), fresh).train) == len(rows) - len(flagged)
+    assert (tmp_path / "limit" / "detection_limit" / issue_report.ISSUES).is_file()
     with pytest.raises(Exception, match="trained on other data"):
         train.prepare(ExperimentConfig(workdir=str(tmp_path / "x"), method="ce", clean_from=str(tmp_path / "limit")))
