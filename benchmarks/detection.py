@@ -131,10 +131,12 @@ def one_cell(base, root: Path) -> dict:
             **_flag_metrics(flagged, mask),
         }
     try:
+        import cleanlab
         from cleanlab.filter import find_label_issues
     except ImportError:
         out["methods"]["cleanlab find_label_issues"] = "not installed (pip install cleanlab)"
     else:
+        out["cleanlab_version"] = cleanlab.__version__
         flagged = find_label_issues(labels=labels, pred_probs=probs)
         ranking = detection.self_confidence_score(probs, labels)
         out["methods"]["cleanlab find_label_issues"] = {**_score_metrics(ranking, mask), **_flag_metrics(flagged, mask)}
