@@ -23,8 +23,9 @@ Every run is an ordinary work dir (``limit_tf.train``) under
 ``--root/e<epochs>_p<patience>/``: interrupting the script and starting it
 again resumes the unfinished run and skips the finished ones, and runs made
 by separate invocations (one cell each, say) are all reported. Results go
-to ``--out`` as JSON and Markdown (a table beside the paper's, with "ours -
-paper" in units of the paper's standard deviation); they cover every
+to ``--out`` (default ``results/reproduce_mnist_e<epochs>_p<patience>``) as
+JSON and Markdown (a table beside the paper's, with "ours - paper" in units
+of the paper's standard deviation); they cover every
 finished run of the same epochs/patience under ``--root``.
 """
 
@@ -60,7 +61,12 @@ def define_flags() -> None:
     flags.DEFINE_integer("seeds", 3, "Number of seeds (0, 1, ...); the paper uses 5.")
     flags.DEFINE_bool("paper_grids", True, "Run every hyperparameter the paper searches over the paper's grid.")
     flags.DEFINE_string("root", str(HERE / "runs" / "reproduce_mnist"), "Where the run work dirs go.")
-    flags.DEFINE_string("out", str(HERE / "results" / "reproduce_mnist"), "Output path prefix (.json and .md added).")
+    flags.DEFINE_string(
+        "out",
+        "",
+        "Output path prefix (.json and .md added); default: results/reproduce_mnist_e<epochs>_p<patience> beside "
+        "this script, so that runs of another length never overwrite a table.",
+    )
     flags.DEFINE_bool("report_only", False, "Only collect finished runs and write the table.")
 
 
@@ -203,6 +209,7 @@ def main(argv) -> None:
     del argv
     base = cli.config_from_flags(workdir="reproduce")
     root = Path(FLAGS.root) / f"e{base.epochs}_p{base.patience}"
+    out = Path(FLAGS.out or HERE / "results" / f"reproduce_mnist_e{base.epochs}_p{base.patience}")
     configs = build_configs(
         base,
         parse_cells(FLAGS.cells),
@@ -235,13 +242,13 @@ def main(argv) -> None:
                 "reproduce_mnist: run %d/%d (%.0f s so far): %s", i, len(configs), time.time() - start, config.workdir
             )
             train.run_experiment(config)
-            write_outputs(root, Path(FLAGS.out), settings)  # the table grows as runs finish
+            write_outputs(root, out, settings)  # the table grows as runs finish
         settings["wall_time_s"] = round(time.time() - start, 1)
     if not workdir.find_runs(root):
         cli.fail(f"no finished run under {root}.")
-    summary = write_outputs(root, Path(FLAGS.out), settings)
+    summary = write_outputs(root, out, settings)
     print(to_markdown(summary))
-    print(f"written: {FLAGS.out}.json, {FLAGS.out}.md")
+    print(f"written: {out}.json, {out}.md")
 
 
 if __name__ == "__main__":
