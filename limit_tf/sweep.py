@@ -100,18 +100,27 @@ def sweep_configs(
         return needs == "required" or (plus_init and needs == "optional")
 
     ordered = list(dict.fromkeys(variants))
-    if any(starts_from_ce(v) for v in ordered) and methods.CE not in ordered:
+    needs_ce = any(starts_from_ce(v) for v in ordered)
+    if needs_ce and methods.CE not in ordered:
         ordered.insert(0, methods.CE)
     ordered.sort(key=lambda v: v != methods.CE)
     configs = []
     for rate, n, seed in itertools.product(noise_rates, sizes, seeds):
         cell = base.replace(noise_rate=float(rate), num_train_examples=n, seed=int(seed), noise_seed=int(seed))
-        ce_dir = run_dir(root, cell.replace(**methods.variant_settings(methods.CE)))
+        ce_start = cell.replace(**methods.variant_settings(methods.CE))
+        ce_dir = run_dir(root, ce_start)
         for variant in ordered:
             settings = methods.variant_settings(variant)
             config = cell.replace(**settings, init_from=str(ce_dir) if starts_from_ce(variant) else None)
-            for c in hyperparameter_grid(config, grids, paper_grids, fixed=settings):
-                configs.append(c.replace(workdir=str(run_dir(root, c))))
+            if variant == methods.CE and variant not in variants:
+                # Only the start of FW / DMI / "+init": the cell's CE, not swept over a grid
+                # meant for those methods (--learning_rates for DMI).
+                grid = [config]
+            else:
+                grid = hyperparameter_grid(config, grids, paper_grids, fixed=settings)
+                if variant == methods.CE and needs_ce and all(run_dir(root, c) != ce_dir for c in grid):
+                    grid.insert(0, ce_start)  # the CE run the others start from, whatever CE's own grid
+            configs += [c.replace(workdir=str(run_dir(root, c))) for c in grid]
     return configs
 
 

@@ -51,6 +51,33 @@ def test_paper_grids_and_grid_flags_expand_each_methods_own_hyperparameters(tmp_
     assert "mae" in names and len(names) == len(set(names))
 
 
+def test_a_learning_rate_grid_for_dmi_does_not_sweep_the_ce_run_it_starts_from(tmp_path):
+    base = ExperimentConfig(workdir="x")
+
+    def names(variants, start="ce"):
+        configs = sweep.sweep_configs(
+            base,
+            root=str(tmp_path),
+            noise_rates=[0.8],
+            sizes=[1000],
+            variants=variants,
+            seeds=[0],
+            grids={"learning_rate": [1e-3, 1e-4]},
+        )
+        for c in configs:
+            if c.method == "dmi":
+                assert c.init_from.endswith(f"mnist_uniform0.8_n1000/{start}/seed0")
+        return [c.workdir.split("/")[-2] for c in configs]
+
+    # CE only as DMI's start: the cell's CE, once
+    assert names(["dmi"]) == ["ce", "dmi_lr0.001", "dmi_lr0.0001"]
+    # CE asked for with the grid: swept, and the CE that DMI starts from is among the runs
+    assert names(["ce", "dmi"]) == ["ce", "ce_lr0.0001", "dmi_lr0.001", "dmi_lr0.0001"]
+    base = base.replace(learning_rate=1e-2)
+    # a CE grid without the base learning rate still runs the CE that DMI starts from (the base's), first
+    assert names(["ce", "dmi"], start="ce_lr0.01")[:3] == ["ce_lr0.01", "ce", "ce_lr0.0001"]
+
+
 def test_unknown_variant(tmp_path):
     with pytest.raises(ValueError, match="unknown 'limit_x'"):
         sweep.sweep_configs(
