@@ -234,8 +234,10 @@ def main(argv) -> None:
         for config in configs:
             train.finished_results(config)
             train.check_workdir(config)
-        dataset = train.prepare(configs[0].replace(init_from=None, method=methods.CE))
-        del dataset  # loaded to fail fast on missing data; each cell loads its own split
+        # Load the data once to fail fast when it is missing; each cell loads its own split. The probe gets
+        # a work dir of its own (never created): the first config's may hold a finished run of another method.
+        probe = configs[0].replace(init_from=None, method=methods.CE, workdir=str(root / "_data_check"))
+        train.prepare(probe)
         start = time.time()
         for i, config in enumerate(configs, 1):
             logging.info(
