@@ -13,6 +13,15 @@ figures are ``../shared/reference/limit_l_mnist_u80_n10000_authors_code.json``
 (their PyTorch code at tag v0.1, 3 seeds). Writes ``--out``.json and .png:
 mean (and per-seed) noisy-validation and clean-test accuracy per epoch, and
 the test accuracy at the best validation epoch.
+
+``--draw=authors`` trains ours on the authors' own split, subset and noise
+for each seed (their ``modules/data_utils.py`` at v0.1 draws them from
+numpy's legacy global RNG: a permutation of the 60,000 training images,
+the last 12,000 for validation, 10,000 of the rest by
+``np.random.choice(..., replace=False)``, then one
+``np.random.choice(10, 1, p=T[label])`` per training and then per
+validation example), under ``.../limit_l_curve_authors_draw``; only the
+weights and the batch order then differ between the two codes' seeds.
 """
 
 from __future__ import annotations
@@ -38,26 +47,61 @@ CELL = {
 }
 
 
-def our_run(root: Path, seed: int, data_dir: str | None, train_missing: bool) -> dict:
+def authors_draw(dataset, seed: int, data_dir: str | None):
+    """``dataset`` with the split, subset and noisy labels that the authors' code draws for ``seed``.
+
+    The same calls, in the same order, on numpy's legacy global RNG as
+    their ``load_mnist_datasets``; the images and clean labels are ours
+    (the same files, in file order).
+    """
+    import dataclasses
+
+    from limit_tf import data
+
+    full = data.load_noisy_dataset("mnist", data_dir=data_dir, noise="none")  # all 60,000, clean
+    source = np.concatenate([full.train.source_indices, full.validation.source_indices])
+    order = np.argsort(source)  # file order: position i holds training image i
+    x = np.concatenate([full.train.x, full.validation.x])[order]
+    clean = np.concatenate([full.train.clean_labels, full.validation.clean_labels])[order]
+    t = dataset.transition_matrix
+    rng = np.random.RandomState(seed)  # == np.random.seed(seed), then the same np.random.* calls
+    perm = rng.permutation(len(clean))
+    train_part = int((1 - 0.2) * len(clean))
+    train_idx = rng.choice(perm[:train_part], len(dataset.train), replace=False)
+    val_idx = perm[train_part:]
+    labels = {}
+    for name, idx in (("train", train_idx), ("validation", val_idx)):
+        labels[name] = np.array([int(rng.choice(len(t), 1, p=t[clean[i]])[0]) for i in idx], np.int64)
+
+    def split(name, idx):
+        return data.Split(x[idx], labels[name], clean[idx].astype(np.int64), idx.astype(np.int64))
+
+    return dataclasses.replace(dataset, train=split("train", train_idx), validation=split("validation", val_idx))
+
+
+def our_run(root: Path, seed: int, data_dir: str | None, train_missing: bool, draw: str = "ours") -> dict:
     from limit_tf import train, workdir
     from limit_tf.config import ExperimentConfig
 
     cell = root / f"p0.8_seed{seed}"
     # With the test curve if there is one (or one may be trained), else without it.
     names = ("limit_l_curve",) if train_missing else ("limit_l_curve", "limit_l")
+    if draw == "authors":
+        names = ("limit_l_curve_authors_draw",)
     run = next((workdir.RunDir(cell / n) for n in names if workdir.RunDir(cell / n).results()), None)
     if run is None:
         if not train_missing:
             raise SystemExit(f"error: no finished LIMIT_L run under {cell}; drop --no_train to train one.")
         config = ExperimentConfig(
-            workdir=str(cell / "limit_l_curve"),
+            workdir=str(cell / names[0]),
             data_dir=data_dir,
             seed=seed,
             noise_seed=seed,
             track_test_accuracy=True,
             **CELL,
         )
-        train.run_experiment(config)
+        dataset = train.prepare(config)
+        train.run_experiment(config, dataset=authors_draw(dataset, seed, data_dir) if draw == "authors" else dataset)
         run = workdir.RunDir(config.workdir)
     results, metrics = run.results(), run.metrics()
     config = results["config"]
@@ -66,6 +110,7 @@ def our_run(root: Path, seed: int, data_dir: str | None, train_missing: bool) ->
         raise SystemExit(f"error: {run.path} is another cell: {differs} (ours, wanted).")
     return {
         "seed": seed,
+        "draw": draw,
         "workdir": str(run.path),
         "q_architecture": config.get("q_architecture"),
         "best_epoch": results["best_epoch"] + 1,
@@ -75,7 +120,7 @@ def our_run(root: Path, seed: int, data_dir: str | None, train_missing: bool) ->
     }
 
 
-def plot(ours: list[dict], reference: dict, path: Path) -> None:
+def plot(ours: list[dict], reference: dict, path: Path, draw: str = "ours") -> None:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(11, 4))
@@ -97,7 +142,10 @@ def plot(ours: list[dict], reference: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[1].set_ylim(0.5, 1.0)
-    fig.suptitle("LIMIT_L, MNIST, uniform p=0.8, n=10,000, beta=10")
+    data = (
+        "each seed's split and noise drawn by each code" if draw == "ours" else "the authors' split and noise for both"
+    )
+    fig.suptitle(f"LIMIT_L, MNIST, uniform p=0.8, n=10,000, beta=10 ({data})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -109,6 +157,12 @@ def main() -> None:
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--reference", default=str(REFERENCE))
     parser.add_argument("--no_train", action="store_true", help="Only read finished runs.")
+    parser.add_argument(
+        "--draw",
+        choices=("ours", "authors"),
+        default="ours",
+        help="Whose split, subset and noise each seed uses: limit-tf's, or the authors' code's for the same seed.",
+    )
     parser.add_argument("--out", default=str(HERE / "results" / "reference_curve"))
     args = parser.parse_args()
     from absl import logging
@@ -120,7 +174,7 @@ def main() -> None:
     if not Path(args.reference).is_file():
         raise SystemExit(f"error: --reference={args.reference} does not exist.")
     reference = json.loads(Path(args.reference).read_text())
-    ours = [our_run(Path(args.root), s, args.data_dir, not args.no_train) for s in range(args.seeds)]
+    ours = [our_run(Path(args.root), s, args.data_dir, not args.no_train, args.draw) for s in range(args.seeds)]
     mine = [r["test_accuracy_at_best_val"] for r in ours]
     theirs = reference["summary"]["test_accuracy_at_best_val"]
     final = [r["test_accuracy"][-1] for r in ours if r["test_accuracy"] and r["test_accuracy"][-1] is not None]
@@ -138,9 +192,9 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     from limit_tf import workdir
 
-    report = {"cell": CELL, "summary": summary, "ours": ours, "versions": workdir.library_versions()}
+    report = {"cell": CELL, "draw": args.draw, "summary": summary, "ours": ours, "versions": workdir.library_versions()}
     workdir.write_text(out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
-    plot(ours, reference, out.with_suffix(".png"))
+    plot(ours, reference, out.with_suffix(".png"), args.draw)
     print(
         f"test accuracy at the best validation epoch, mean of {len(mine)} seeds: limit-tf "
         f"{100 * summary['ours_mean']:.2f}% +- {100 * summary['ours_std']:.2f}, the authors' code "
