@@ -58,11 +58,8 @@ def authors_draw(dataset, seed: int, data_dir: str | None):
 
     from limit_tf import data
 
-    full = data.load_noisy_dataset("mnist", data_dir=data_dir, noise="none")  # all 60,000, clean
-    source = np.concatenate([full.train.source_indices, full.validation.source_indices])
-    order = np.argsort(source)  # file order: position i holds training image i
-    x = np.concatenate([full.train.x, full.validation.x])[order]
-    clean = np.concatenate([full.train.clean_labels, full.validation.clean_labels])[order]
+    raw = data.load_raw("mnist", data_dir)  # the 60,000 training images and labels, in file order
+    x, clean = raw.x_train, np.asarray(raw.y_train, np.int64)
     t = dataset.transition_matrix
     rng = np.random.RandomState(seed)  # == np.random.seed(seed), then the same np.random.* calls
     perm = rng.permutation(len(clean))
@@ -74,7 +71,7 @@ def authors_draw(dataset, seed: int, data_dir: str | None):
         labels[name] = np.array([int(rng.choice(len(t), 1, p=t[clean[i]])[0]) for i in idx], np.int64)
 
     def split(name, idx):
-        return data.Split(x[idx], labels[name], clean[idx].astype(np.int64), idx.astype(np.int64))
+        return data.Split(x[idx], labels[name], clean[idx], idx.astype(np.int64))
 
     return dataclasses.replace(dataset, train=split("train", train_idx), validation=split("validation", val_idx))
 
