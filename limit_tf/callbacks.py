@@ -220,8 +220,11 @@ def _as_float(value) -> float:
 class ProgressLog(keras.callbacks.Callback):
     """Progress lines: within long epochs (every ``interval`` seconds) and one per epoch.
 
-    The epoch line has the main metrics, the best epoch so far and an ETA;
-    the in-epoch line the step, the running loss and the epoch's ETA.
+    The epoch line has the main metrics, the best epoch so far and the time
+    left: "ETA 2m30s to 4m30s" when the run stops after the first figure if
+    validation does not improve (``patience``) and after the second at the
+    latest (``epochs``); one figure when both are the same. The in-epoch
+    line has the step, the running loss and the epoch's ETA.
 
     Args:
       selection: the :class:`ProtocolState` (for the best epoch and patience).
@@ -282,16 +285,19 @@ class ProgressLog(keras.callbacks.Callback):
         self._times.append(self.clock() - self._start)
         per_epoch = float(np.mean(self._times[-5:]))
         s = self.selection.selection
+        # The run ends after `patience_left` more epochs if validation stops improving, and after `left` at most.
         left = self.epochs - epoch - 1
-        patience_left = self.selection.patience - (epoch - s["best_epoch"])
-        eta = per_epoch * min(left, max(patience_left, 0))
+        patience_left = min(left, max(self.selection.patience - (epoch - s["best_epoch"]), 0))
+        eta = format_seconds(per_epoch * left)
+        if patience_left < left:
+            eta = f"{format_seconds(per_epoch * patience_left)} to {eta}"
         parts = [
             f"{key}={float(logs[key]):.4f}"
             for key in ("loss", "accuracy", "val_accuracy", "train_acc_corrupted_subset")
             if key in logs
         ]
         logging.info(
-            "[%s] epoch %d/%d %s | best val_accuracy %.4f @ epoch %d | %.1fs/epoch, ETA <= %s",
+            "[%s] epoch %d/%d %s | best val_accuracy %.4f @ epoch %d | %.1fs/epoch, ETA %s",
             self.label,
             epoch + 1,
             self.epochs,
@@ -299,7 +305,7 @@ class ProgressLog(keras.callbacks.Callback):
             s["best_value"],
             s["best_epoch"] + 1,
             per_epoch,
-            format_seconds(eta),
+            eta,
         )
 
 

@@ -107,7 +107,7 @@ def test_progress_lines_within_and_after_an_epoch(caplog):
         TrainingCheckpoint(model, "/nonexistent-unused"), callbacks.initial_state(), patience=5, run=None
     )
     protocol.selection.update(best_value=0.5, best_epoch=0)
-    clock = iter([0.0, 5.0, 12.0, 13.0, 30.0])
+    clock = iter([0.0, 5.0, 12.0, 13.0, 30.0, 100.0, 130.0])
     progress = callbacks.ProgressLog(protocol, 10, 100, "ce run", interval=10.0, clock=lambda: next(clock))
     with caplog.at_level("INFO"):
         progress.on_epoch_begin(0)  # t = 0
@@ -115,12 +115,18 @@ def test_progress_lines_within_and_after_an_epoch(caplog):
         progress.on_train_batch_end(39, {"loss": 1.5})  # t = 12: a line
         progress.on_train_batch_end(40, {"loss": 1.4})  # t = 13: too soon again
         progress.on_epoch_end(0, {"loss": 1.0, "val_accuracy": 0.5})  # t = 30
+        protocol.selection.update(best_epoch=7)
+        progress.on_epoch_begin(7)  # t = 100
+        progress.on_epoch_end(7, {"loss": 0.5, "val_accuracy": 0.6})  # t = 130
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0] == "[ce run] epoch 1/10: step 40/100 (40%) loss=1.5000, 12s elapsed, epoch ETA 18s"
     assert lines[1].startswith(
         "[ce run] epoch 1/10 loss=1.0000 val_accuracy=0.5000 | best val_accuracy 0.5000 @ epoch 1"
     )
-    assert lines[1].endswith("30.0s/epoch, ETA <= 2m30s") and len(lines) == 2
+    # 9 epochs left at most (--epochs=10), 5 if validation does not improve (--patience=5).
+    assert lines[1].endswith("30.0s/epoch, ETA 2m30s to 4m30s")
+    # Epoch 8 of 10 is the best: both limits are the 2 epochs left, one figure.
+    assert lines[2].endswith("30.0s/epoch, ETA 1m00s") and len(lines) == 3
 
 
 def test_the_evaluation_falls_back_from_xla_with_a_warning(caplog):
