@@ -101,6 +101,29 @@ def test_one_evaluation_pass_gives_validation_memorization_and_test_metrics(jit)
     assert logs == {"train_acc_observed": 0.5}
 
 
+def test_the_evaluation_folds_batch_norm_and_follows_the_weights(rng):
+    """Folded (the default) and unfolded evaluation log the same values, epoch after epoch."""
+    import tensorflow as tf
+
+    net = models.build_model("mnist_cnn", 10, (28, 28, 1))
+    x = rng.normal(size=(10, 28, 28, 1)).astype(np.float32)
+    observed = rng.integers(0, 10, 10)
+    clean = np.where(np.arange(10) < 4, (observed + 1) % 10, observed)  # 4 corrupted labels
+    batches = tf.data.Dataset.from_tensor_slices(x).batch(4)
+    splits = {"validation": (batches, observed), "train": (batches, observed, clean), "test": (batches, clean)}
+    folded = callbacks.EpochEvaluation(net, **splits)
+    plain = callbacks.EpochEvaluation(net, **splits, fold=False)
+    for epoch in range(3):
+        logs, expected = {}, {}
+        folded.on_epoch_end(epoch, logs)
+        plain.on_epoch_end(epoch, expected)
+        assert logs == pytest.approx(expected, rel=1e-5) and len(logs) == 7
+        # What a training epoch changes: the weights and the batch-norm statistics.
+        for variable in net.weights:
+            variable.assign(variable * rng.uniform(0.5, 1.5, variable.shape).astype(np.float32))
+    assert folded._inference.folded == 4 and plain._inference.folded == 0
+
+
 def test_progress_lines_within_and_after_an_epoch(caplog):
     model = _model()
     protocol = callbacks.ProtocolState(
@@ -143,7 +166,7 @@ def test_the_evaluation_falls_back_from_xla_with_a_warning(caplog):
     net = keras.Model(inputs, OnTheHost()(inputs))
     x = np.eye(2, dtype=np.float32)[[0, 1, 0, 1]]
     evaluation = callbacks.EpochEvaluation(
-        net, train=(tf.data.Dataset.from_tensor_slices(x).batch(3), [0, 1, 1, 0], None)
+        net, train=(tf.data.Dataset.from_tensor_slices(x).batch(3), [0, 1, 1, 0], None), jit=True
     )
     logs = {}
     with caplog.at_level("WARNING"):
