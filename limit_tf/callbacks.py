@@ -71,12 +71,10 @@ class EpochEvaluation(keras.callbacks.Callback):
     :func:`memorization_metrics`) and, when given, the clean test inputs
     (``test_accuracy_monitor``: for curves only, never for selection). One
     function serves all three: the classifier with its batch norms folded
-    into the layers before them (``fold``; :mod:`limit_tf.inference`),
-    compiled with XLA where a GPU is visible and without it on CPU
-    (``jit=None``; on 2 CPU cores the MNIST CNN's pass takes 21.5 instead of
-    38.9 microseconds per example folded without XLA at batch 4096 than
-    unfolded with XLA at batch 1024, the same logits to 1.5e-7:
-    ``benchmarks/README.md``). It runs the network directly rather than
+    into the layers before them (``fold``; :mod:`limit_tf.inference`), with
+    or without XLA as is faster on the machine (``jit=None``:
+    :func:`limit_tf.inference.evaluation_settings`, which also gives the
+    runner's batch size for these passes). It runs the network directly rather than
     through ``predict``/``evaluate``,
     so it works in any strategy's cross-replica context, including
     ``MultiWorkerMirroredStrategy`` where Keras' ``predict`` fails. Each
@@ -102,7 +100,7 @@ class EpochEvaluation(keras.callbacks.Callback):
         self.validation = validation  # (inputs, labels)
         self.train = train  # (inputs, observed labels, clean labels or None)
         self.test = test  # (inputs, labels)
-        self.jit = bool(tf.config.list_logical_devices("GPU")) if jit is None else jit
+        self.jit = inference.evaluation_settings(())[0] if jit is None else jit
         self._fn = None
 
     def logits(self, inputs: tf.data.Dataset) -> np.ndarray:

@@ -6,8 +6,8 @@ When ``x`` is the output of a convolution or dense layer without activation
 whose output feeds nothing but that batch norm, the pair is one layer with
 kernel ``kernel * s`` (per output channel) and bias ``(bias - mean) * s +
 beta``: the same function up to float rounding, with one pass over the
-activations fewer, and TensorFlow runs the convolution, its bias and the
-ReLU after it as one fused op.
+activations fewer (on 2 CPU cores the MNIST CNN's inference is 1.2-1.4
+times faster for it, ``benchmarks/README.md``).
 
 :class:`FoldedInference` builds that network once (a clone of the
 functional model in which every foldable batch norm is an identity and the
@@ -22,11 +22,45 @@ run as it is.
 
 from __future__ import annotations
 
+import math
+
 import keras
 import tensorflow as tf
 from absl import logging
 
 _CONVOLUTIONS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+
+
+def onednn_enabled() -> bool:
+    """Whether TensorFlow runs its CPU kernels with oneDNN.
+
+    TensorFlow turns oneDNN on by default on x86 CPUs with AVX512_VNNI,
+    AVX512_BF16 or AMX, and off on others (AVX2 only, say);
+    ``TF_ENABLE_ONEDNN_OPTS`` overrides it.
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # a TensorFlow without it: assume the Eigen kernels
+        return False
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def evaluation_settings(input_shape) -> tuple[bool, int]:
+    """``(jit, batch_size)`` for the protocol's inference passes on this machine.
+
+    Measured with ``benchmarks/eval_speed.py`` on 2 CPU cores (the MNIST
+    CNN, folded): with oneDNN, 21.5 microseconds per example without XLA at
+    batch 4096, against 28.4 at 1024 and 37-39 with XLA (XLA's CPU
+    convolutions are Eigen's); with oneDNN off, XLA at batch 1024 is the
+    fastest (32.4, against 42.7 without XLA). So: XLA where a GPU is visible
+    or oneDNN is off, at batch 1024; otherwise no XLA, at batch 4096 for
+    inputs of at most 1,024 values (MNIST-sized images, tables) and 1024 for
+    larger ones, which keeps a ResNet's activations on 32 x 32 images to a
+    few hundred MB.
+    """
+    if tf.config.list_logical_devices("GPU") or not onednn_enabled():
+        return True, 1024
+    return False, 4096 if math.prod(int(d) for d in input_shape) <= 1024 else 1024
 
 
 class _FoldedAway(keras.layers.Layer):

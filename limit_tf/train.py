@@ -21,7 +21,6 @@ strategy) may change between reruns.
 from __future__ import annotations
 
 import contextlib
-import math
 import shutil
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from limit_tf import builders, distribute, methods, workdir
+from limit_tf import builders, distribute, inference, methods, workdir
 from limit_tf import callbacks as callbacks_lib
 from limit_tf import data as data_lib
 from limit_tf.checkpoint import TrainingCheckpoint
@@ -39,19 +38,11 @@ from limit_tf.engine import DistributedEngine, KerasEngine
 from limit_tf.loop import broadcast, is_chief, task_name
 
 TrainingDivergedError = callbacks_lib.TrainingDivergedError
-EVAL_BATCH = 1024
-SMALL_EVAL_BATCH = 4096
 
 
 def eval_batch_size(input_shape) -> int:
-    """The inference batch of the per-epoch evaluation and the test pass.
-
-    4096 for inputs of at most 1,024 values (MNIST-sized images, tables): on
-    2 CPU cores the MNIST CNN's folded inference is 1.3 times faster per
-    example than at 1024 (``benchmarks/README.md``); 1024 otherwise, which
-    keeps a ResNet's activations on 32 x 32 images to a few hundred MB.
-    """
-    return SMALL_EVAL_BATCH if math.prod(int(d) for d in input_shape) <= 1024 else EVAL_BATCH
+    """The inference batch of the per-epoch evaluation and the test pass (:func:`inference.evaluation_settings`)."""
+    return inference.evaluation_settings(input_shape)[1]
 
 
 def load_data(config: ExperimentConfig) -> data_lib.NoisyDataset:

@@ -149,3 +149,23 @@ def test_tensorflow_info_lines_through_absl_are_dropped_ours_kept():
     assert not cli._quiet_tensorflow_info(record(saver))  # "Sharding callback duration" each epoch
     assert cli._quiet_tensorflow_info(record(saver, logging.WARNING))  # its warnings stay
     assert cli._quiet_tensorflow_info(record(os.path.join("limit_tf", "callbacks.py")))  # our progress lines
+
+
+def test_tensorflow_import_lines_dropped_are_its_info_lines_only():
+    """What TensorFlow prints while it is imported: INFO lines and absl's notice go, the rest stays."""
+    import limit_tf
+
+    noise = limit_tf._STARTUP_NOISE
+    dropped = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "I0000 00:00:1796237967.914782   30200 port.cc:153] oneDNN custom operations are on. ...",
+        "I1202 18:00:00.123456 140627264019328 cpu_feature_guard.cc:227] This TensorFlow binary ...",
+    ]
+    kept = [
+        "W0000 00:00:1796237967.914782   30200 port.cc:153] a warning",
+        "E1202 18:00:00.123456 1 cuda_dnn.cc:1] an error",
+        "UserWarning: a Python warning",
+        "INFO: a line that only starts like one",
+    ]
+    assert all(noise.match(line) for line in dropped)
+    assert not any(noise.match(line) for line in kept)
