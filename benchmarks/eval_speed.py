@@ -27,7 +27,6 @@ JSON (``--out``); compare figures from one run only.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -156,10 +155,9 @@ def main() -> None:
         "rows": rows,
         "versions": workdir.library_versions(),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    workdir.write_text(out, json.dumps(report, indent=2) + "\n")
-    print(f"written: {out}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    workdir.write_json(args.out, report)
+    print(f"written: {args.out}")
 
 
 if __name__ == "__main__":
