@@ -67,13 +67,15 @@ def main() -> None:
     if args.repeats < 1 or min(batches) < 1:
         sys.exit(f"error: --repeats={args.repeats} and --batches={args.batches} must be >= 1.")
 
+    from limit_tf import data as data_lib  # noqa: I001 (first: it imports TensorFlow without its start-up lines)
+    from limit_tf import inference, models, workdir
+
     import keras
     import numpy as np
     import tensorflow as tf
     from throughput import peak_gflops
 
-    from limit_tf import data as data_lib
-    from limit_tf import inference, models, workdir
+    tf.get_logger().setLevel("ERROR")  # one tf.function per setting: the retracing notices are expected
 
     dataset = data_lib.load_noisy_dataset(
         "mnist", data_dir=args.data_dir, num_train_examples=1000, noise="uniform", noise_rate=0.8, seed=0
