@@ -105,3 +105,23 @@ def test_networks_it_does_not_clone_run_as_they_are(rng):
         network = models.build_model("mnist_cnn", 10, (28, 28, 1))
     # Its variables are mirrored: folding would copy them into one device's variables, so it is left alone.
     assert inference.FoldedInference(network).model is network
+
+
+def test_a_network_that_cannot_be_cloned_runs_unfolded_with_a_warning(rng, caplog):
+    class Apply(keras.layers.Layer):  # a function argument: Keras cannot write its config
+        def __init__(self, fn, **kwargs):
+            super().__init__(**kwargs)
+            self.fn = fn
+
+        def call(self, x):
+            return self.fn(x)
+
+    inputs = keras.Input((5, 5, 1))
+    outputs = keras.layers.BatchNormalization()(keras.layers.Conv2D(2, 3)(Apply(lambda x: 2.0 * x)(inputs)))
+    network = keras.Model(inputs, outputs)
+    _randomize_batch_norms(network, rng)
+    with caplog.at_level("WARNING"):
+        folded = inference.FoldedInference(network)
+    assert folded.folded == 0 and folded.model is network
+    assert any("Batch norm not folded for inference (NotImplementedError" in r.getMessage() for r in caplog.records)
+    _same_function(network, folded, rng.normal(size=(4, 5, 5, 1)).astype(np.float32))
