@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import keras
@@ -83,7 +84,17 @@ class TrainingCheckpoint:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._epoch.assign(epoch)
         self._state.assign(json.dumps(state))
-        self.manager.save(checkpoint_number=epoch)
+        try:
+            self.manager.save(checkpoint_number=epoch)
+        except BaseException:
+            self.remove_temporaries()  # a full disk or a read-only directory leaves TF's "_temp" folder
+            raise
+
+    def remove_temporaries(self) -> None:
+        """Removes what an interrupted checkpoint write leaves behind (``<prefix>-<epoch>_temp/``)."""
+        if self.directory.is_dir():
+            for tmp in self.directory.glob(f"{PREFIX}-*_temp*"):
+                shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
 
     def epochs(self) -> list[int]:
         """The epochs of the checkpoints on disk, newest last."""
@@ -114,6 +125,7 @@ class TrainingCheckpoint:
         Returns:
           ``(epoch, protocol state)``, or ``(0, None)`` when there is none.
         """
+        self.remove_temporaries()
         initial = None
         for epoch in reversed(self.epochs()):
             if at_most is not None and epoch > at_most:

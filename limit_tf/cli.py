@@ -23,6 +23,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import dataclasses  # noqa: E402
+import errno  # noqa: E402
 import logging as python_logging  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
@@ -42,6 +43,7 @@ USER_ERRORS = (
     formats.DataFileError,
     user.UserDataError,
     workdir.CorruptFileError,
+    workdir.WorkdirBusyError,
 )
 
 
@@ -49,6 +51,32 @@ def fail(message: str, status: int = 2) -> None:
     """Prints ``error: <message>`` as one line on stderr and exits."""
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
     sys.exit(status)
+
+
+def storage_failure(error: BaseException, workdir_path: str) -> str | None:
+    """One line for a failure to write the work dir (read-only, disk full), or None for other errors.
+
+    TensorFlow's writers raise ``PermissionDeniedError`` / ``ResourceExhaustedError``
+    (matched by name: this module does not import TensorFlow), Python's an ``OSError``.
+    """
+    name = type(error).__name__
+    if isinstance(error, OSError):
+        if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT):
+            return None
+        cause = error.strerror or str(error)
+        where = error.filename or workdir_path
+    elif name in ("PermissionDeniedError", "ResourceExhaustedError") and "tensorflow" in type(error).__module__:
+        message = getattr(error, "message", str(error))
+        if name == "ResourceExhaustedError" and "space" not in message.lower():
+            return None  # out of memory, not out of disk
+        cause = "permission denied" if name == "PermissionDeniedError" else "no space left on device"
+        where = workdir_path
+    else:
+        return None
+    return (
+        f"cannot write {where} ({cause}); the run in --workdir={workdir_path!r} stopped at its last finished epoch: "
+        "free space or fix the permissions, then rerun the same command to resume."
+    )
 
 
 def _quiet_tensorflow_info(record: python_logging.LogRecord) -> bool:
@@ -67,19 +95,111 @@ def quiet_tensorflow_logs() -> None:
         absl_logger.addFilter(_quiet_tensorflow_info)
 
 
+# --help shows the config's flags in these groups (every field is in one; tests check it), then the
+# command's own flags.
+FLAG_GROUPS = {
+    "Data": (
+        "dataset",
+        "test_data",
+        "label_column",
+        "image_size",
+        "validation_fraction",
+        "num_train_examples",
+        "data_dir",
+        "data_source",
+        "allow_download",
+        "verify_data",
+    ),
+    "Method": (
+        "method",
+        "predictor",
+        "beta",
+        "sample",
+        "sigma_q",
+        "warmup_epochs",
+        "q_architecture",
+        "init_from",
+        "gce_q",
+        "noise_std",
+        "soft_lambda",
+        "architecture",
+    ),
+    "Training": ("epochs", "patience", "batch_size", "learning_rate", "seed"),
+    "Cleaning with a finished run's detection": ("clean_from", "clean", "clean_score"),
+    "Label noise injected on purpose (benchmarks)": ("noise", "noise_rate", "noise_seed", "clean_validation"),
+    "Output and execution": (
+        "workdir",
+        "track_test_accuracy",
+        "jit_compile",
+        "deterministic",
+        "strategy",
+        "devices",
+        "cluster_timeout",
+    ),
+}
+HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
+OWN_MODULES = ("limit_tf", "tuner", "benchmarks", "__main__")
+
+
+def _flag_line(flag) -> str:
+    default = flag.default
+    if isinstance(default, list):
+        default = ",".join(map(str, default))
+    shown = "" if default in (None, "", []) else f" (default: {default})"
+    name = f"--[no]{flag.name}" if flag.boolean else f"--{flag.name}"
+    return f"  {name}{shown}\n      {flag.help}"
+
+
+def help_text(flag_values: flags.FlagValues = FLAGS, doc: str | None = None) -> str:
+    """This command's flags, grouped (absl's ``--helpfull`` also lists TensorFlow's and absl's own)."""
+    own = {}
+    for module, module_flags in flag_values.flags_by_module_dict().items():
+        if module.split(".")[0] in OWN_MODULES or "limit_tf" in module or "benchmarks" in module:
+            own.update({f.name: f for f in module_flags})
+    out = [doc.strip() + "\n"] if doc else []
+    listed = set()
+    for group, names in FLAG_GROUPS.items():
+        present = [own[n] for n in names if n in own]
+        if present:
+            out.append(f"{group}:")
+            out += [_flag_line(f) for f in present]
+            out.append("")
+            listed.update(f.name for f in present)
+    rest = sorted((f for name, f in own.items() if name not in listed), key=lambda f: f.name)
+    if rest:
+        out.append("Options of this command:" if listed else "Options:")
+        out += [_flag_line(f) for f in rest]
+        out.append("")
+    out.append("--helpfull lists absl's and TensorFlow's flags too.")
+    return "\n".join(out)
+
+
 def run(main: Callable[[list[str]], None], define: Callable[[], None] | None = None) -> None:
-    """Defines the flags, parses them and runs ``main``; user errors end in one line and status 2."""
+    """Defines the flags, parses them and runs ``main``; user errors end in one line and status 2.
+
+    ``--help`` prints this command's flags by group at once, without importing TensorFlow.
+    """
     if define is not None:
         define()
+    if any(arg in HELP_ARGS for arg in sys.argv[1:]):
+        main_module = sys.modules.get("__main__")
+        print(help_text(FLAGS, getattr(main_module, "__doc__", None)))
+        sys.exit(0)
     quiet_tensorflow_logs()
 
     def guarded(argv):
         if len(argv) > 1:
             fail(f"unexpected arguments {argv[1:]}; all settings are --flags.")
+        import limit_tf
+
+        limit_tf.import_tensorflow()
         try:
             main(argv)
         except USER_ERRORS as e:
             fail(str(e))
+        except KeyboardInterrupt:
+            print("interrupted; rerun the same command to resume.", file=sys.stderr)
+            sys.exit(130)
 
     app.run(guarded)
 
@@ -131,6 +251,13 @@ def config_from_flags(flag_values: flags.FlagValues = FLAGS, **overrides) -> con
             values[field.name] = flag_values[field.name].value
     if values.get("workdir") is None:
         values["workdir"] = ""
+    if (
+        "noise" in flag_values
+        and not flag_values["noise"].present
+        and "noise" not in overrides
+        and not values.get("noise_rate")
+    ):
+        values["noise"] = "none"  # no noise asked for: config.json says so (uniform at rate 0 is the same)
     if "devices" in values:
         values["devices"] = tuple(values["devices"] or ())
     values.update(overrides)
@@ -202,5 +329,22 @@ def grids_from_flags(flag_values: flags.FlagValues = FLAGS) -> dict[str, list]:
     return grids
 
 
+def changed_settings(config: config_lib.ExperimentConfig) -> list[str]:
+    """``--name=value`` for every setting that differs from the config's default."""
+    out = []
+    for name, value in dataclasses.asdict(config).items():
+        if value == config_lib.DEFAULTS[name] or (name == "devices" and not value):
+            continue
+        if isinstance(value, bool):
+            out.append(f"--{name}" if value else f"--no{name}")
+        else:
+            out.append(f"--{name}={','.join(value) if isinstance(value, tuple) else value}")
+    return out
+
+
 def log_config(config: config_lib.ExperimentConfig) -> None:
-    logging.info("config: %s", config.to_json().replace("\n", " "))
+    """Logs the settings that differ from the defaults, one per line (config.json holds them all)."""
+    logging.info(
+        "settings (all others at their defaults; config.json has every one):\n  %s",
+        "\n  ".join(changed_settings(config)),
+    )

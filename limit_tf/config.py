@@ -99,10 +99,18 @@ class ExperimentConfig:
     noise_rate: float = _field(0.0, "Noise rate in [0, 1).")
     num_train_examples: int | None = _field(None, "Training subset size n (default: the whole training part).")
     clean_validation: bool = _field(False, "Keep validation labels clean (the paper corrupts them).")
-    method: str = _field(methods.CE, f"Method: {', '.join(methods.METHODS)}.")
-    predictor: str = _field("gaussian", "LIMIT's q distribution: gaussian (LIMIT_G), laplace (LIMIT_L) or ce.")
+    method: str = _field(
+        methods.CE,
+        f"Method: {', '.join(methods.METHODS)}. --method=limit alone is LIMIT_L without sampling, beta 10 (the "
+        "recommended setting: --predictor=laplace --beta=10).",
+    )
+    predictor: str = _field(
+        "laplace", "LIMIT's q distribution: laplace (LIMIT_L, the default), gaussian (LIMIT_G) or ce."
+    )
     sample: bool = _field(False, "LIMIT '+S': the classifier gets a sample around the predicted gradient.")
-    beta: float = _field(0.0, "LIMIT's norm penalty beta (soft_reg: its beta).")
+    beta: float = _field(
+        10.0, "LIMIT's norm penalty beta (10 by default, chosen on MNIST and small tables; soft_reg: its beta)."
+    )
     sigma_q: float = _field(0.0, "Std of LIMIT's sampled gradient (with --sample).")
     warmup_epochs: int = _field(0, "LIMIT: epochs at the start during which only q trains.")
     init_from: str | None = _field(None, "Work dir of a finished CE run: FW and DMI start from it, LIMIT '+init' too.")
@@ -317,6 +325,8 @@ class ExperimentConfig:
             if name in EXECUTION_FIELDS or (name in method_fields and name not in used):
                 continue
             out[name] = value
+        if self.noise_rate == 0:
+            out["noise"] = "none"  # any noise model at rate 0 changes no label
         out["architecture"] = self.resolved_architecture
         out["init_from"] = str(Path(self.init_from).resolve()) if self.init_from else None
         out["clean_from"] = str(Path(self.clean_from).resolve()) if self.clean_from else None

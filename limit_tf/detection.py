@@ -4,7 +4,7 @@ A score per example, higher = the observed label is more likely wrong:
 
 - ``limit``: the distance between LIMIT's predicted and the cross-entropy
   gradient w.r.t. the logits, ``||g_pred - g_ce|| = ||y - s(q(x))||``
-  (``../shared/DESIGN.md`` section 6). Needs a :class:`~limit_tf.LimitModel`.
+  (the paper's appendix C; docs/usage.md, "Your own data"). Needs a :class:`~limit_tf.LimitModel`.
 - From any classifier (CE-trained ones too): ``cross_entropy`` (``-log
   s_y``), ``self_confidence`` (``1 - s_y``) and ``normalized_margin``
   (``max_{c != y} s_c - s_y``, in [-1, 1]).
@@ -17,7 +17,7 @@ or budget); :func:`evaluate` measures them against a known corruption mask
 with scikit-learn's metrics. :func:`detect_in_run` does all of it for a
 run's work dir and writes ``label_issues.csv`` and a summary
 (:mod:`limit_tf.issue_report`); ``python -m limit_tf.detection
---workdir=RUN`` from the command line.
+--run=RUN`` from the command line (``--workdir`` is the same flag).
 """
 
 from __future__ import annotations
@@ -246,10 +246,12 @@ def load_trained_model(workdir_path):
     import keras
     from absl import logging
 
+    import limit_tf
     from limit_tf import train, workdir
     from limit_tf.checkpoint import TrainingCheckpoint
     from limit_tf.config import ExperimentConfig
 
+    limit_tf.register_keras_objects()
     run = workdir.RunDir(workdir_path)
     stored = run.config()
     if stored is None:
@@ -257,12 +259,32 @@ def load_trained_model(workdir_path):
     config = ExperimentConfig.from_dict(stored)
     dataset = train.load_data(config)
     if run.finished and run.file(workdir.BEST_MODEL).is_file():
-        return keras.models.load_model(run.file(workdir.BEST_MODEL)), config, dataset
+        try:
+            return keras.models.load_model(run.file(workdir.BEST_MODEL)), config, dataset
+        except Exception as e:  # noqa: BLE001 - a damaged .keras file fails in many ways (zip, h5, JSON)
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if not run.file(workdir.BEST_WEIGHTS).is_file():
+                raise workdir.CorruptFileError(
+                    f"{run.file(workdir.BEST_MODEL)} is not a readable Keras model ({reason}) and "
+                    f"{workdir.BEST_WEIGHTS} is missing: train the run again in a new work dir."
+                ) from None
+            logging.warning(
+                "%s is not a readable Keras model (%s); using %s instead.",
+                run.file(workdir.BEST_MODEL),
+                reason,
+                workdir.BEST_WEIGHTS,
+            )
     import tensorflow as tf
 
     model = train.build_model(config, dataset, tf.distribute.get_strategy())
     if run.finished and run.file(workdir.BEST_WEIGHTS).is_file():
-        model.load_weights(run.file(workdir.BEST_WEIGHTS))
+        try:
+            model.load_weights(run.file(workdir.BEST_WEIGHTS))
+        except Exception as e:  # noqa: BLE001 - a damaged h5 file fails in many ways
+            raise workdir.CorruptFileError(
+                f"{run.file(workdir.BEST_WEIGHTS)} is not readable ({type(e).__name__}); "
+                "train the run again in a new work dir."
+            ) from None
         return model, config, dataset
     checkpoint = TrainingCheckpoint(model, run.checkpoint_dir)
     epoch, state = checkpoint.restore_newest()
@@ -372,11 +394,13 @@ def main(argv) -> None:
     from limit_tf import cli
 
     f = flags.FLAGS
+    if not f.run:
+        cli.fail("--run is required: the work dir of a run of limit_tf.main (or --workdir, the same flag).")
     try:
-        report = detect_in_run(f.workdir, score=f.score, threshold=f.threshold, budget=parse_budget(f.budget))
+        report = detect_in_run(f.run, score=f.score, threshold=f.threshold, budget=parse_budget(f.budget))
     except (FileNotFoundError, ValueError) as e:
         cli.fail(str(e))
-    print(describe(report, output_dir(f.workdir, report["score"])))
+    print(describe(report, output_dir(f.run, report["score"])))
 
 
 def describe(summary: dict, out_dir, top: int = 5) -> str:
@@ -399,10 +423,12 @@ def describe(summary: dict, out_dir, top: int = 5) -> str:
     with open(Path(out_dir) / issue_report.ISSUES, newline="") as f:
         rows = list(itertools.islice(csv.DictReader(f), top))
     if rows:
-        where = next(c for c in rows[0] if c not in ("index",))  # path, row or source_index
-        lines.append("Most suspicious:")
+        where = next(iter(rows[0]))  # the first column: path, line, x_index, origin or source_index
+        shown = issue_report.WHERE.get(where, "{}")
+        lines.append(f"Most suspicious (by the {where!r} column of {issue_report.ISSUES}):")
         lines += [
-            f"  {r[where]}: labelled {r['observed_label']}, looks like {r['suggested_label']} (score {r['score']})"
+            f"  {shown.format(r[where])}: labelled {r['observed_label']}, looks like {r['suggested_label']} "
+            f"(score {r['score']})"
             for r in rows
         ]
     lines.append(f"Written: {out_dir}/ ({issue_report.ISSUES}, {issue_report.SUMMARY}, figures).")
@@ -412,7 +438,8 @@ def describe(summary: dict, out_dir, top: int = 5) -> str:
 def define_flags() -> None:
     from absl import flags
 
-    flags.DEFINE_string("workdir", None, "A run's work dir.", required=True)
+    flags.DEFINE_string("run", None, "The work dir of a run of limit_tf.main, to read (required).")
+    flags.DEFINE_alias("workdir", "run")
     flags.DEFINE_string(
         "score", None, f"Score: {', '.join(SCORES)} (default: limit for LIMIT runs, else self_confidence)."
     )

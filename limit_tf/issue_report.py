@@ -3,11 +3,16 @@
 In the output folder of :func:`limit_tf.detection.detect_in_run`:
 
 - ``label_issues.csv``: one row per training example, most suspicious
-  first: ``index`` (position in the run's training split), where it came
-  from (``path`` for image files, ``row`` for tables, ``source_index`` into
-  the official training set for the named datasets), ``observed_label``,
-  ``suggested_label`` (class names), ``score``, ``rank``, ``flagged``, and
-  ``true_label`` when the truth is known (benchmarks);
+  first. Its first column says where the example is in your data: ``path``
+  (image folders: the file, relative to the folder), ``line`` (CSV: the line
+  in the file, the header being line 1, as editors and spreadsheets number
+  it), ``x_index`` (npz: the 0-based index into ``x``), ``origin``
+  (tfds: split and index) or ``source_index`` (named datasets: the index
+  in the official training set). Then ``observed_label``,
+  ``suggested_label`` (class names), ``score``, ``rank``, ``flagged``,
+  ``split_index`` (the position in the run's training split, which
+  ``--clean_from`` reads), and ``true_label`` when the truth is known
+  (benchmarks);
 - ``detection.json``: the summary (estimated noise rate and the estimator,
   number flagged, and on benchmarks the realized rate and the metrics);
 - ``suspects_grid.png`` (images only): the most suspicious examples of each
@@ -29,6 +34,8 @@ import numpy as np
 from limit_tf import workdir
 
 ISSUES = "label_issues.csv"
+# How the console names an example, by the first column of label_issues.csv.
+WHERE = {"line": "line {}", "x_index": "x[{}]", "source_index": "training example {}"}
 SUMMARY = "detection.json"
 
 
@@ -38,7 +45,7 @@ def origin_column(dataset) -> tuple[str, np.ndarray]:
     if origins is None:
         return "source_index", dataset.train.source_indices
     kind = dataset.name.partition(":")[0]
-    return {"folder": "path", "csv": "row", "npz": "row"}.get(kind, "origin"), origins
+    return {"folder": "path", "csv": "line", "npz": "x_index"}.get(kind, "origin"), origins
 
 
 def save(out_dir, detection, dataset, *, suggested, summary: dict, score_name: str) -> list[Path]:
@@ -53,17 +60,17 @@ def save(out_dir, detection, dataset, *, suggested, summary: dict, score_name: s
     rank_of[detection.ranked] = np.arange(1, len(detection.ranked) + 1)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    header = ["index", origin_name, "observed_label", "suggested_label", "score", "rank", "flagged"]
+    header = [origin_name, "observed_label", "suggested_label", "score", "rank", "flagged", "split_index"]
     writer.writerow(header + (["true_label"] if truth is not None else []))
     for i in detection.ranked:
         row = [
-            int(i),
             origins[i],
             names[observed[i]],
             names[suggested[i]],
             f"{detection.scores[i]:.6g}",
             int(rank_of[i]),
             int(detection.flagged[i]),
+            int(i),
         ]
         writer.writerow(row + ([names[truth[i]]] if truth is not None else []))
     written = [out / ISSUES, out / SUMMARY]
@@ -80,7 +87,8 @@ def read_flags(path) -> tuple[np.ndarray, np.ndarray]:
     """From a ``label_issues.csv``: per training index, whether it is flagged and its suggested label name."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    order = np.argsort([int(r["index"]) for r in rows])
+    column = "split_index" if rows and "split_index" in rows[0] else "index"  # "index": files of limit-tf 0.2
+    order = np.argsort([int(r[column]) for r in rows])
     flagged = np.asarray([r["flagged"] == "1" for r in rows])[order]
     suggested = np.asarray([r["suggested_label"] for r in rows])[order]
     return flagged, suggested

@@ -39,6 +39,11 @@ def main(argv) -> None:
         results = train.run_experiment(config, dataset=dataset)
     except train.TrainingDivergedError as e:
         cli.fail(str(e), status=1)
+    except (OSError, tf.errors.PermissionDeniedError, tf.errors.ResourceExhaustedError) as e:
+        message = cli.storage_failure(e, config.workdir)
+        if message is None:
+            raise
+        cli.fail(message, status=1)
     except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError) as e:
         if config.strategy != "multi_worker":
             raise
@@ -48,10 +53,16 @@ def main(argv) -> None:
             "resume from the last finished epoch.",
             status=1,
         )
-    summary = {
-        k: results[k] for k in ("test_accuracy", "best_val_accuracy", "best_epoch", "epochs_run", "realized_noise_rate")
-    }
+    keys = ("test_accuracy", "best_val_accuracy", "best_epoch", "epochs_run", "realized_noise_rate")
+    summary = {k: results[k] for k in keys if results.get(k) is not None}
     print(json.dumps(summary, indent=2))
+    if results.get("test_accuracy") is None:
+        print("No clean test set was given (--test_data): best_val_accuracy is measured on labels as noisy as yours.")
+    if results.get("realized_noise_rate") is None:
+        print(
+            "Your labels are taken as given, so their true noise rate is unknown here: "
+            f"python -m limit_tf.detection --run={config.workdir} estimates it and lists the suspects."
+        )
 
 
 def run() -> None:

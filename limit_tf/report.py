@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import os
 import re
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from limit_tf import methods, paper, workdir
-from limit_tf.config import DEFAULTS
+from limit_tf.config import DEFAULTS, EXECUTION_FIELDS, ConfigError, ExperimentConfig
 
 
 @dataclasses.dataclass
@@ -66,9 +67,29 @@ def find_runs(root: str | os.PathLike) -> list[Path]:
     return [run.path for run in workdir.find_runs(root)]
 
 
+def _identity(config: dict) -> dict:
+    """The settings that make a run's results what they are, less its seed: runs that agree here are seeds
+    of one experiment (the identity the work dir uses, :meth:`ExperimentConfig.experiment`)."""
+    try:
+        identity = ExperimentConfig.from_dict(config).experiment()
+    except (ConfigError, TypeError):  # a config of another version: compare it as stored
+        identity = {k: v for k, v in config.items() if k not in EXECUTION_FIELDS}
+    identity.pop("seed", None)
+    return identity
+
+
+def _shown(value) -> str:
+    if isinstance(value, str) and ("/" in value or os.sep in value):
+        return Path(value).name or value
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def collect(workdirs: Iterable[str | os.PathLike]) -> list[Row]:
-    """Groups finished runs by setting and variant label (seeds averaged)."""
+    """Groups finished runs by setting and variant label, averaging only over seeds: runs whose other
+    results-changing settings differ (epochs, architecture, the run they were cleaned with, ...) get
+    rows of their own, labelled with what differs."""
     groups: dict[tuple, Row] = {}
+    identities: dict[tuple, dict] = {}
     for path in workdirs:
         results = workdir.RunDir(path).results()
         c = results["config"]
@@ -76,17 +97,31 @@ def collect(workdirs: Iterable[str | os.PathLike]) -> list[Row]:
         variant = methods.variant_of(c)
         label = methods.label(c, defaults=DEFAULTS)
         held_out = "validation" if results.get("test_accuracy") is None else "test"
+        identity = _identity(c)
         key = (
             c["dataset"],
             c["noise"],
             float(c["noise_rate"]),
             n,
             label + ("" if held_out == "test" else " [validation]"),
+            json.dumps(identity, sort_keys=True, default=str),
         )
+        identities[key] = identity
         row = groups.setdefault(key, Row(*key[:4], variant.name, key[4], variant.paper_label, held_out, [], [], []))
         row.test_accuracies.append(float(results["test_accuracy" if held_out == "test" else "best_val_accuracy"]))
         row.best_epochs.append(int(results["best_epoch"]))
         row.workdirs.append(str(path))
+    by_label: dict[tuple, list[tuple]] = {}
+    for key in groups:
+        by_label.setdefault(key[:5], []).append(key)
+    for keys in by_label.values():
+        if len(keys) < 2:
+            continue
+        fields = sorted({f for k in keys for f in identities[k]} - {"method"})
+        differing = [f for f in fields if len({json.dumps(identities[k].get(f), default=str) for k in keys}) > 1]
+        for k in keys:
+            extra = ", ".join(f"{f}={_shown(identities[k].get(f))}" for f in differing)
+            groups[k].label += f" [{extra}]"
     order = {name: i for i, name in enumerate(methods.VARIANTS)}
     return sorted(groups.values(), key=lambda r: (*r.setting, order.get(r.variant, 99), r.label))
 

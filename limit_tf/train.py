@@ -142,12 +142,49 @@ def _has_progress(run: workdir.RunDir) -> bool:
     return run.finished or run.checkpoint_dir.is_dir() or bool(run.metrics())
 
 
-def check_workdir(config: ExperimentConfig) -> None:
-    """Refuses a work dir that holds progress of a different experiment.
+def data_fingerprint(config: ExperimentConfig) -> dict | None:
+    """A fingerprint of your own data's files (``--dataset`` and ``--test_data``); None for named datasets."""
+    if not config.user_data:
+        return None
+    kind, _ = data_lib.user.parse(config.dataset)
+    out = {"dataset": data_lib.user.fingerprint(config.dataset)}
+    if config.test_data and kind != "tfds":
+        out["test_data"] = data_lib.user.fingerprint(f"{kind}:{config.test_data}")
+    return out if any(out.values()) else None
+
+
+def check_data_unchanged(config: ExperimentConfig) -> None:
+    """Refuses to continue or report a run whose data files changed since it read them.
 
     Raises:
-      ConfigError: it does (the message names the settings that differ).
+      ConfigError: they did (the message says what changed).
     """
+    run = workdir.RunDir(config.workdir)
+    stored = run.data_fingerprint()
+    if not stored:
+        return
+    current = data_fingerprint(config) or {}
+    for flag in ("dataset", "test_data"):
+        if stored.get(flag):
+            change = data_lib.user.fingerprint_changes(stored[flag], current.get(flag))
+            if change:
+                raise ConfigError(
+                    f"--{flag}={getattr(config, flag)!r} changed since the run in --workdir={config.workdir!r} "
+                    f"read it: {change}; train on the data as it is now in a new work dir, or delete that one."
+                )
+
+
+def check_workdir(config: ExperimentConfig) -> None:
+    """Refuses a work dir that holds files no run wrote, progress of a different
+    experiment, or progress on data files that have changed since.
+
+    Raises:
+      ConfigError: it does (the message names the files, the settings that
+        differ, or what changed in the data).
+    """
+    problem = workdir.foreign_content_problem(config.workdir)
+    if problem:
+        raise ConfigError(f"--workdir={config.workdir!r} {problem}.")
     run = workdir.RunDir(config.workdir)
     stored = _stored_config(run)
     if stored is None or not _has_progress(run):
@@ -158,17 +195,19 @@ def check_workdir(config: ExperimentConfig) -> None:
             f"--workdir={config.workdir!r} holds a different experiment (differs in: {', '.join(changed)}); "
             "use a new work dir, or delete that one."
         )
+    check_data_unchanged(config)
 
 
-def prepare(config: ExperimentConfig) -> data_lib.NoisyDataset:
-    """Validates the config and the work dir, then loads the data; writes nothing.
+def prepare(config: ExperimentConfig, *, check_run_dir: bool = True) -> data_lib.NoisyDataset:
+    """Validates the config and (with ``check_run_dir``) the work dir, then loads the data; writes nothing.
 
     Raises:
       ConfigError: a bad setting, a work dir of another experiment, or data
         that is missing offline, damaged or invalid.
     """
     config.validate()
-    check_workdir(config)
+    if check_run_dir:
+        check_workdir(config)
     try:
         return load_data(config)
     except data_lib.DataNotFoundError as e:
@@ -199,6 +238,7 @@ def finished_results(config: ExperimentConfig) -> dict | None:
             f"--workdir={config.workdir!r} holds a finished run of a different experiment "
             f"(differs in: {', '.join(changed)}); use a new work dir."
         )
+    check_data_unchanged(config)
     return results
 
 
@@ -221,6 +261,12 @@ def build_model(config: ExperimentConfig, dataset: data_lib.NoisyDataset, strate
         try:
             return builders.build_method(ctx)
         except ValueError as e:  # e.g. --init_from weights that do not fit
+            if "output size would be zero or negative" in str(e) or "negative dimension" in str(e).lower():
+                size = "x".join(str(d) for d in dataset.input_shape[:-1])
+                raise ConfigError(
+                    f"the inputs are {size} images, too small for --architecture={config.resolved_architecture}: "
+                    "resize them with --image_size=28, or use --architecture=mlp."
+                ) from None
             raise ConfigError(str(e).splitlines()[0]) from None
 
 
@@ -249,12 +295,25 @@ def run_experiment(config: ExperimentConfig, *, callbacks=(), dataset: data_lib.
         dataset = prepare(config)
     else:
         check_workdir(config)
+    own = run if chief else workdir.RunDir(run.worker_dir(task_name(strategy)))
+    with workdir.locked(own.path):
+        if chief and not multi:
+            done = finished_results(config)  # another process may have finished it meanwhile
+            if done is not None:
+                logging.info("%s is finished; not running it again.", config.workdir)
+                return done
+        return _train(config, dataset, strategy, run, own, chief, multi, callbacks)
+
+
+def _train(config, dataset, strategy, run: workdir.RunDir, own: workdir.RunDir, chief: bool, multi: bool, callbacks):
+    """The protocol proper, in a locked work dir (:func:`run_experiment`)."""
     model = build_model(config, dataset, strategy)
     engine = DistributedEngine(model, strategy) if multi else KerasEngine(model)
-    own = run if chief else workdir.RunDir(run.worker_dir(task_name(strategy)))
-    own.path.mkdir(parents=True, exist_ok=True)
     if chief:
         run.write_config(config.to_dict())
+        fingerprint = data_fingerprint(config)
+        if fingerprint:
+            run.write_data_fingerprint(fingerprint)
         run.write_labels(label_arrays(dataset))
     checkpoint = TrainingCheckpoint(model, own.checkpoint_dir)
     start, state = engine.restore(checkpoint)
@@ -269,6 +328,9 @@ def run_experiment(config: ExperimentConfig, *, callbacks=(), dataset: data_lib.
         train, steps = data_lib.training_stream(
             dataset, batch_size=config.batch_size, epochs=config.epochs, seed=config.seed, first_epoch=start
         )
+        warning = too_few_steps(config, len(dataset.train), steps)
+        if warning:
+            logging.warning("%s", warning)
         engine.fit(
             train,
             epochs=config.epochs,
@@ -286,6 +348,27 @@ def run_experiment(config: ExperimentConfig, *, callbacks=(), dataset: data_lib.
             ],
         )
     return _finish(model, engine, config, dataset, protocol, own, chief)
+
+
+# Fewer gradient steps than this in a whole run leave a network far from trained (small tables: a
+# 104-row table at batch 256 takes one step per epoch). Measured in benchmarks/small_data.py.
+MIN_STEPS = 500
+
+
+def too_few_steps(config: ExperimentConfig, num_train: int, steps_per_epoch: int) -> str | None:
+    """A warning naming the fix when the whole run is fewer than :data:`MIN_STEPS` gradient steps, or None."""
+    total = steps_per_epoch * config.epochs
+    if total >= MIN_STEPS:
+        return None
+    epochs = -(-MIN_STEPS // steps_per_epoch)
+    smaller = max(8, 2 ** int(np.log2(max(num_train // 8, 1))))
+    also = f", or --batch_size={smaller}" if smaller < config.batch_size and num_train < config.batch_size * 4 else ""
+    return (
+        f"only {total} gradient steps in the whole run ({num_train} training examples at --batch_size="
+        f"{config.batch_size} make {steps_per_epoch} step{'s' if steps_per_epoch != 1 else ''} per epoch, "
+        f"x --epochs={config.epochs}); fewer than {MIN_STEPS} leave the network undertrained: use --epochs={epochs}"
+        f"{also}."
+    )
 
 
 def protocol_callbacks(

@@ -7,6 +7,8 @@ One run's directory holds::
     metrics.csv          per-epoch metrics (one row per finished epoch)
     selection.json       the model-selection state after the last finished epoch
     tensorboard/         TensorBoard logs
+    data.json            a fingerprint of your own data's files (a rerun on changed files is refused)
+    .lock                held by the process that trains in it (a second one is refused)
     checkpoints/         training state while the run is unfinished (removed at the end)
     best.weights.h5      weights of the best validation epoch      } written when the
     best.keras           the best model, for keras.models.load_model } run finishes,
@@ -17,12 +19,17 @@ so a run killed at any instant leaves either the old or the new version of a
 file, never a torn one. Readers name the file and what to do when a file is
 corrupt anyway (:class:`CorruptFileError`). Report, detection, the tuner and
 the benchmarks read run directories through this module. No TensorFlow here.
+
+A run only ever deletes or replaces what it wrote itself: a directory that is
+neither empty nor a run's work dir is refused (:func:`foreign_content_problem`),
+and one process at a time trains in a work dir (:func:`locked`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import importlib.metadata
 import io
 import json
@@ -48,10 +55,16 @@ BEST_MODEL = "best.keras"
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
 WORKERS = "workers"
+DATA_FINGERPRINT = "data.json"
+LOCK = ".lock"
 
 
 class CorruptFileError(ValueError):
     """A file of a work dir cannot be read; the message names it and what to do."""
+
+
+class WorkdirBusyError(ValueError):
+    """Another process holds the work dir's lock; the message names the directory and that process."""
 
 
 # --------------------------------------------------------------------------
@@ -198,6 +211,12 @@ class RunDir:
 
     # Config -----------------------------------------------------------------
 
+    def data_fingerprint(self) -> dict | None:
+        return read_json(self.file(DATA_FINGERPRINT), remedy=f"delete it to train {self.path} on the data as it is")
+
+    def write_data_fingerprint(self, fingerprint: Mapping[str, Any]) -> None:
+        write_json(self.file(DATA_FINGERPRINT), dict(fingerprint))
+
     def config(self) -> dict | None:
         """The stored config as a dict (None before the run wrote it)."""
         return read_json(self.file(CONFIG), remedy=f"delete {self.path} to start this run over")
@@ -286,6 +305,67 @@ def unusable_dir_problem(path: str | os.PathLike) -> str | None:
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"cannot be written: {str(parent)!r} is read-only" if parent != path else "is read-only"
     return None
+
+
+def foreign_content_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` may not become a run's work dir because it holds files that no run wrote, or None.
+
+    An empty directory, one holding only a lock (a run killed before it wrote
+    anything), and a run's work dir (it has ``config.json``) are fine.
+    """
+    path = Path(path)
+    if not path.is_dir() or path.joinpath(CONFIG).is_file():
+        return None
+    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir() if p.name != LOCK)
+    if not entries:
+        return None
+    shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+    return f"holds files that limit-tf did not write ({shown}) and would overwrite: give a new or empty directory"
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+    """Holds ``<path>/.lock`` while the block runs (creating ``path``); one process at a time.
+
+    The lock is the kernel's (``flock``): it is released when the process ends
+    in any way, even by SIGKILL, so a lock file left behind by a dead process
+    is simply taken again.
+
+    Raises:
+      WorkdirBusyError: another live process holds it.
+    """
+    import fcntl
+
+    path = Path(path)
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    failed = False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise WorkdirBusyError(
+                f"--workdir={str(path)!r} is in use by another process (pid {holder}); wait for it to end, "
+                "or use another work dir."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+    finally:
+        os.close(fd)  # releases the lock
+        if failed and created and [p.name for p in path.iterdir()] == [LOCK]:
+            # Nothing was written: leave no trace of a run that never started.
+            with contextlib.suppress(OSError):
+                (path / LOCK).unlink()
+                path.rmdir()
 
 
 def init_source_problem(path: str | os.PathLike) -> str | None:

@@ -169,3 +169,72 @@ def test_tensorflow_import_lines_dropped_are_its_info_lines_only():
     ]
     assert all(noise.match(line) for line in dropped)
     assert not any(noise.match(line) for line in kept)
+
+
+def test_every_config_field_has_a_help_group():
+    grouped = [name for names in cli.FLAG_GROUPS.values() for name in names]
+    assert sorted(grouped) == sorted(f.name for f in dataclasses.fields(ExperimentConfig))
+
+
+@pytest.mark.parametrize("module", ["limit_tf.main", "limit_tf.detection", "limit_tf.report", "limit_tf.sample_data"])
+def test_help_lists_only_this_commands_flags_by_group_without_tensorflow(module):
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", module, "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert " tensorflow" not in result.stderr  # -X importtime lists every module imported
+    assert "--test_tmpdir" not in result.stdout and "--log_dir" not in result.stdout  # absl's / TensorFlow's
+    if module == "limit_tf.main":
+        for group in ("Data:", "Method:", "Training:", "Output and execution:"):
+            assert group in result.stdout
+        assert "--method=limit alone is LIMIT_L without sampling, beta 10" in result.stdout
+    assert "../shared" not in result.stdout
+
+
+def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys):
+    def main(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "argv", ["prog"])
+    with pytest.raises(SystemExit) as exited:
+        cli.run(main)
+    assert exited.value.code == 130
+    assert capsys.readouterr().err.strip() == "interrupted; rerun the same command to resume."
+
+
+def test_storage_failures_name_the_directory_and_the_cause():
+    import errno
+
+    full = OSError(errno.ENOSPC, "No space left on device", "runs/x/metrics.csv")
+    message = cli.storage_failure(full, "runs/x")
+    assert message.startswith("cannot write runs/x/metrics.csv (No space left on device)")
+    assert "rerun the same command to resume" in message
+    assert cli.storage_failure(FileNotFoundError(errno.ENOENT, "gone"), "runs/x") is None
+    assert cli.storage_failure(ValueError("other"), "runs/x") is None
+
+
+def test_the_log_shows_the_settings_that_differ_from_the_defaults():
+    config = ExperimentConfig(workdir="runs/x", method="limit", sample=True, sigma_q=0.1)
+    assert cli.changed_settings(config) == ["--workdir=runs/x", "--method=limit", "--sample", "--sigma_q=0.1"]
+
+
+def test_no_noise_asked_for_is_recorded_as_none_and_is_the_same_experiment():
+    values = _flag_values("--workdir=w", "--dataset=csv:t.csv", define=cli.define_config_flags)
+    config = cli.config_from_flags(values)
+    assert config.noise == "none"
+    assert not config.differences(config.replace(noise="uniform"))  # what 0.2 wrote for the same run
+    noisy = cli.config_from_flags(_flag_values("--workdir=w", "--noise_rate=0.5", define=cli.define_config_flags))
+    assert noisy.noise == "uniform"
+
+
+def test_the_pure_modules_import_without_tensorflow():
+    code = (
+        "import sys; import limit_tf, limit_tf.workdir, limit_tf.config, limit_tf.methods, limit_tf.data.user, "
+        "limit_tf.report; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.stdout.split() == ["False", "False"], result.stderr[-2000:]

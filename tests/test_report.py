@@ -94,3 +94,15 @@ def test_report_on_your_own_data_names_the_labels_as_given(tmp_path):
     assert png.name.startswith("curves_folder_") and png.name.endswith("_my_images_uniform0_n2400.png")
     assert ":" not in png.name
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_only_seeds_are_averaged_other_differences_get_rows_of_their_own(tmp_path):
+    _fake_run(tmp_path, "a", method="ce", accuracy=0.93, seed=0)
+    _fake_run(tmp_path, "a", method="ce", accuracy=0.95, seed=1)
+    _fake_run(tmp_path, "b", method="ce", accuracy=0.61, seed=0, architecture="mlp")
+    rows = report.collect(report.find_runs(tmp_path))
+    assert len(rows) == 2
+    by_seeds = {len(r.test_accuracies): r for r in rows}
+    assert by_seeds[2].mean == pytest.approx(94.0)  # the two seeds of one experiment
+    assert by_seeds[1].mean == pytest.approx(61.0)  # not averaged in
+    assert "architecture=mlp" in by_seeds[1].label and "architecture=" in by_seeds[2].label

@@ -79,3 +79,44 @@ def test_ten_kills_four_inside_a_checkpoint_write_resume_to_identical_results(tm
     weights = [keras.models.load_model(r.file("best.keras")).get_weights() for r in (expected, got)]
     for a, b in zip(*weights, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _runner(run_dir, data_dir, env=None):
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    command = [sys.executable, "-m", "tests.kill_harness", f"--workdir={run_dir}", f"--data_dir={data_dir}", *ARGS]
+    return subprocess.Popen(command, cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_ctrl_c_says_how_to_resume_and_the_rerun_finishes(tmp_path):
+    import signal
+
+    write_fake_mnist(tmp_path / "data", n_train=600, n_test=100, learnable=True)
+    run = workdir.RunDir(tmp_path / "run")
+    proc = _runner(run.path, tmp_path / "data")
+    deadline = time.time() + 240
+    while len(run.metrics()) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert err.strip().splitlines()[-1] == "interrupted; rerun the same command to resume."
+    assert "Traceback" not in err
+    again = _runner(run.path, tmp_path / "data")
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0 and run.finished, err[-3000:]
+    assert "resuming" in err
+
+
+def test_a_full_disk_is_one_line_leaves_no_temporary_and_the_rerun_resumes(tmp_path):
+    write_fake_mnist(tmp_path / "data", n_train=600, n_test=100, learnable=True)
+    run = workdir.RunDir(tmp_path / "run")
+    proc = _runner(run.path, tmp_path / "data", env={"LIMIT_TEST_DISK_FULL_AT": "3"})
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: cannot write") and "no space left on device" in last and str(run.path) in last
+    assert "Traceback" not in err
+    assert not list(run.checkpoint_dir.glob("*_temp*"))
+    again = _runner(run.path, tmp_path / "data")
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0 and run.finished, err[-3000:]

@@ -215,3 +215,59 @@ def test_init_from_a_ce_run_and_a_mismatched_one_is_refused_before_anything_is_w
     with pytest.raises(ConfigError, match="architecture 'mlp'; this run's architecture is 'mnist_cnn'"):
         train.run_experiment(wrong)
     assert not (tmp_path / "wrong").exists()
+
+
+def _image_folder(root, size=12, per_class=10):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(("cat", "dog")):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 80, (size, size), dtype=np.uint8) + 100 * k
+            Image.fromarray(pixels).save(root / name / f"{k}{i:02d}.png")
+    return root
+
+
+def test_a_workdir_with_the_users_own_files_is_refused_and_left_alone(tmp_path, fake_data):
+    mine = tmp_path / "mine"
+    (mine / "checkpoints").mkdir(parents=True)
+    (mine / "checkpoints" / "model.ckpt").write_text("precious")
+    (mine / "metrics.csv").write_text("epoch,loss\n0,1.0\n")
+    with pytest.raises(ConfigError, match=r"--workdir=.*mine' holds files that limit-tf did not write"):
+        train.run_experiment(_config(tmp_path, fake_data, workdir=mine))
+    assert (mine / "checkpoints" / "model.ckpt").read_text() == "precious"
+    assert sorted(p.name for p in mine.iterdir()) == ["checkpoints", "metrics.csv"]
+
+
+def test_a_finished_run_on_changed_files_is_refused_naming_what_changed(tmp_path):
+    folder = _image_folder(tmp_path / "imgs")
+    config = train.ExperimentConfig(
+        workdir=str(tmp_path / "run"), dataset=f"folder:{folder}", noise="none", architecture="mlp", epochs=1
+    )
+    train.run_experiment(config)
+    assert train.run_experiment(config)["epochs_run"] == 1  # unchanged data: the finished run is reported
+    (folder / "cat" / "003.png").rename(folder / "dog" / "003.png")
+    (folder / "dog" / "105.png").unlink()
+    with pytest.raises(ConfigError, match=r"changed since the run .* 1 file moved to another class \(e.g. cat/003.png"):
+        train.run_experiment(config)
+    with pytest.raises(ConfigError, match=r"1 file removed \(e.g. dog/105.png\)"):
+        train.prepare(config)
+
+
+def test_images_too_small_for_the_network_are_one_line_naming_the_fixes(tmp_path):
+    folder = _image_folder(tmp_path / "imgs", size=8)
+    config = train.ExperimentConfig(workdir=str(tmp_path / "run"), dataset=f"folder:{folder}", noise="none")
+    with pytest.raises(
+        ConfigError, match=r"8x8 images, too small for --architecture=mnist_cnn: .*--image_size=28.*--architecture=mlp"
+    ):
+        train.run_experiment(config)
+    assert not (tmp_path / "run").exists()
+
+
+def test_too_few_gradient_steps_are_named_with_the_fix(tmp_path):
+    config = train.ExperimentConfig(workdir=str(tmp_path / "r"), epochs=30)
+    message = train.too_few_steps(config, num_train=83, steps_per_epoch=1)
+    assert "only 30 gradient steps" in message and f"--epochs={train.MIN_STEPS}" in message
+    assert "--batch_size=8" in message
+    assert train.too_few_steps(config.replace(epochs=400), num_train=83, steps_per_epoch=2) is None

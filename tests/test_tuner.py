@@ -269,3 +269,28 @@ def test_a_search_on_your_own_image_folder(tmp_path):
     assert summary["num_trials"] == 2 and summary["retrained"]["test_accuracy"] is None  # no --test_data
     results = json.loads((tmp_path / "search" / "best_run" / "results.json").read_text())
     assert results["class_names"] == ["cat", "dog"] and results["best_val_accuracy"] > 0.9
+
+
+def test_the_same_search_command_again_reports_it_and_another_is_refused_for_its_real_reason(tmp_path):
+    write_fake_mnist(tmp_path / "data", n_train=300, n_test=50, learnable=True)
+    common = [
+        f"--workdir={tmp_path / 'w'}",
+        f"--data_dir={tmp_path / 'data'}",
+        "--noverify_data",
+        "--architecture=mlp",
+        "--method=limit",
+        "--noise_rate=0.3",
+        "--num_train_examples=200",
+        "--epochs=2",
+        "--patience=2",
+        "--batch_size=64",
+        "--oracle=grid",
+        "--max_trials=2",
+    ]
+    for _ in range(2):  # the second time: the finished search and its retrained best_run are reported
+        proc = _cli([*common, "--betas=0.1,10"])
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    proc = _cli([*common, "--betas=1,3"])
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "holds a different search (differs in: values.beta)" in err.strip().splitlines()[-1]

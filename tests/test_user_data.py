@@ -80,9 +80,9 @@ def test_a_csv_table(tmp_path):
     "rows,header,match",
     [
         ([(1, 2, "x")], ("a", "b", "class"), r"has no label column 'label' \(columns: a, b, class\)"),
-        ([(1, 2, "x"), (1, "two", "y")], None, r"row 2, column 'b': 'two' is not a number"),
-        ([(1, 2, "x"), (1, "nan", "y")], None, r"row 2, column 'b': 'nan' is missing or not finite"),
-        ([(1, 2, "x"), (1, "", "y")], None, r"row 2, column 'b': '' is not a number"),
+        ([(1, 2, "x"), (1, "two", "y")], None, r"line 3, column 'b': 'two' is not a number"),
+        ([(1, 2, "x"), (1, "nan", "y")], None, r"line 3, column 'b': 'nan' is missing or not finite"),
+        ([(1, 2, "x"), (1, "", "y")], None, r"line 3, column 'b': '' is not a number"),
         ([(1, 2, "x"), (3, 4, "x")], None, r"the label column 'label' has one value \('x'\)"),
     ],
 )
@@ -191,11 +191,118 @@ def test_a_csv_table_end_to_end_from_the_command_line(tmp_path):
     run("limit_tf.detection", f"--workdir={tmp_path / 'limit'}")
     with open(tmp_path / "limit" / "detection_limit" / "label_issues.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0])[:4] == ["index", "row", "observed_label", "suggested_label"]
+    assert list(rows[0])[:4] == ["line", "observed_label", "suggested_label", "score"]
     assert {r["observed_label"] for r in rows} == set(names)  # class names, not numbers
-    flagged = [int(r["row"]) - 1 for r in rows if r["flagged"] == "1"]  # row 1 is the first data row
+    flagged = [int(r["line"]) - 2 for r in rows if r["flagged"] == "1"]  # line 1 is the header
     assert len(rows) == 192 and np.mean(wrong[flagged]) > 0.8  # 20% went to validation; flagged rows mostly wrong
     run("limit_tf.main", *common, "--method=ce", f"--clean_from={tmp_path / 'limit'}", f"--workdir={tmp_path / 'ce'}")
     results = json.loads((tmp_path / "ce" / "results.json").read_text())
     assert results["num_train_examples_used"] == len(rows) - len(flagged) and results["test_accuracy"] > 0.8
     assert results["class_names"] == ["ant", "bee", "fly"]
+
+
+# --------------------------------------------------------------------------
+# Hostile input: each case is refused with one line naming the file and what is wrong,
+# or read the way a person would expect.
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    "write,match",
+    [
+        (lambda p: _npz(p, x=np.arange(6.0), y=np.arange(6) % 2), r"x has shape \(6,\); one example per row"),
+        (lambda p: _npz(p, x=np.float32(1.0), y=np.int64(0)), r"x has shape \(\); one example per row"),
+        (lambda p: _npz(p, x=np.zeros((60, 3)), y=np.arange(50) % 2), r"x has 60 examples and y 50 labels"),
+        (lambda p: _npz(p, x=np.zeros((6, 3)), y=np.zeros((6, 2))), r"y has shape \(6, 2\); one label per example"),
+        (lambda p: _npz(p, x=np.zeros((6, 3)) + 1j, y=np.arange(6) % 2), r"x is complex"),
+        (lambda p: _npz(p, x=np.full((6, 3), 1e300), y=np.arange(6) % 2), r"x\[0, 0\] is .*finite float32"),
+        (lambda p: _npz(p, x=np.zeros((6, 3)), y=np.arange(6) - 1), r"y holds -1; labels must be integers >= 0"),
+        (lambda p: _npz(p, x=np.zeros((6, 3)), y=np.full(6, 0.5)), r"y has dtype float64; labels must be integers"),
+        (lambda p: _npz(p, x=np.zeros((6, 3))), r"lacks the array y \(it holds: x\)"),
+        (
+            lambda p: _npz(p, x=np.zeros((6, 3)), y=np.array([0, 1, 2, 0, 1, 2]), class_names=np.array(["a", "b"])),
+            r"y holds 2 but class_names has 2 names",
+        ),
+        (
+            lambda p: _npz(p, x=np.zeros((2, 3)), y=np.array([{"a": 1}, {"b": 2}], dtype=object)),
+            r"holds object \(pickled\) arrays, and limit-tf never loads pickles",
+        ),
+        (lambda p: (np.save(p, np.zeros((6, 3))), p.with_suffix(".npz").rename(p))[1], r"is a .npy file"),
+        (lambda p: (p.write_text("x,y\n1,2\n"), p)[1], r"is not an .npz file \(a zip archive"),
+    ],
+    ids=[
+        "1-d x",
+        "0-d arrays",
+        "60 rows vs 50 labels",
+        "one-hot y",
+        "complex x",
+        "beyond float32",
+        "negative label",
+        "fractional labels",
+        "no y",
+        "label beyond class_names",
+        "pickled arrays",
+        "a .npy file",
+        "not a zip",
+    ],
+)
+def test_a_bad_npz_file_is_one_line_naming_it(tmp_path, write, match):
+    path = write(tmp_path / "data.npz")
+    with pytest.raises(user.UserDataError, match=match) as error:
+        user.load_npz(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_npz_string_labels_become_class_names_and_3d_images_get_a_channel(tmp_path):
+    path = _npz(tmp_path / "d.npz", x=np.zeros((4, 5, 5), np.uint8), y=np.array(["owl", "cat", "owl", "cat"]))
+    got = user.load_npz(path)
+    assert got.class_names == ("cat", "owl") and got.y.tolist() == [1, 0, 1, 0]
+    assert got.x.shape == (4, 5, 5, 1)
+    assert (
+        user.load_npz(_npz(tmp_path / "f.npz", x=np.zeros((4, 2)), y=np.array([0.0, 1.0, 1.0, 0.0]))).y.dtype
+        == np.int64
+    )
+
+
+@pytest.mark.parametrize(
+    "rows,match",
+    [
+        ([(1, 2, "x"), (1, 3, "NaN"), (2, 2, "y")], r"line 3: the label \('label'\) is missing \('NaN'\); 1 row"),
+        ([(1, 2, "x"), (1, 3, "NA"), (2, 2, "")], r"line 3: the label \('label'\) is missing \('NA'\); 2 rows"),
+        ([(1, 2, "x"), (1, "1e39", "y")], r"line 3, column 'b': '1e39' is beyond float32's range"),
+        ([(1, 2, "x"), (1, "two", "y")], r"line 3, column 'b': 'two' is not a number"),
+    ],
+    ids=["NaN label", "NA and empty labels", "beyond float32", "text feature"],
+)
+def test_a_bad_csv_value_is_one_line_naming_its_line(tmp_path, rows, match):
+    with pytest.raises(user.UserDataError, match=match):
+        user.load_csv(_csv(tmp_path / "t.csv", rows))
+
+
+def test_csv_numeric_labels_that_are_equal_are_one_class_and_origins_are_file_lines(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,label\n1,1\n\n2,1.0\n3,01\n4,2\n")  # a blank line: line numbers still match the file
+    got = user.load_csv(path)
+    assert got.class_names == ("1", "2") and got.y.tolist() == [0, 0, 0, 1]
+    assert got.origins.tolist() == [2, 4, 5, 6]
+
+
+def test_a_16_bit_grayscale_png_is_scaled_not_binarized(tmp_path):
+    for k, name in enumerate(("dark", "light")):
+        (tmp_path / "f" / name).mkdir(parents=True)
+        ramp = (np.arange(16, dtype=np.uint16).reshape(4, 4) * 4000 + 1000 * k).astype(np.uint16)
+        Image.fromarray(ramp).save(tmp_path / "f" / name / "a.png")  # PIL writes mode I;16
+    got = user.load_folder(tmp_path / "f")
+    values = got.x[0, ..., 0]
+    assert len(np.unique(values)) == 16  # 16 grey levels, not 0/255
+    np.testing.assert_allclose(values.reshape(-1), np.round(np.arange(16) * 4000 / 65535 * 255), atol=1)
+
+
+def test_a_class_with_no_training_example_left_is_refused(tmp_path):
+    _folder(tmp_path / "f", classes=("cat", "dog", "owl"), per_class=1)
+    with pytest.raises(user.UserDataError, match=r"class '\w+' has 1 example and none is left to train on"):
+        data.load_user_dataset(f"folder:{tmp_path / 'f'}", validation_fraction=0.2)

@@ -76,3 +76,58 @@ def test_versions_are_read_without_importing_tensorflow():
     versions = workdir.library_versions()
     assert set(versions) >= {"limit_tf", "python", "tensorflow", "keras", "numpy"}
     assert all(versions[k] for k in ("limit_tf", "python", "keras", "numpy", "tensorflow"))
+
+
+def test_a_directory_that_no_run_wrote_is_refused_an_empty_or_locked_one_is_not(tmp_path):
+    assert workdir.foreign_content_problem(tmp_path / "new") is None
+    (tmp_path / "empty").mkdir()
+    assert workdir.foreign_content_problem(tmp_path / "empty") is None
+    mine = tmp_path / "mine"
+    (mine / "checkpoints").mkdir(parents=True)
+    (mine / "best.keras").write_text("the user's own model")
+    problem = workdir.foreign_content_problem(mine)
+    assert "best.keras, checkpoints/" in problem and "did not write" in problem
+    (mine / workdir.LOCK).write_text("")
+    (mine / "best.keras").unlink()
+    (mine / "checkpoints").rmdir()
+    assert workdir.foreign_content_problem(mine) is None  # a run killed before it wrote anything
+    run = workdir.RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.write_config({"method": "ce"})
+    (run.path / "metrics.csv").write_text("epoch\n0\n")
+    assert workdir.foreign_content_problem(run.path) is None
+
+
+_HOLD = """
+import sys, time
+from limit_tf import workdir
+with workdir.locked(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_one_process_at_a_time_and_a_dead_holder_leaves_no_stale_lock(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path / "run")], cwd=REPO, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        busy = rf"is in use by another process \(pid {holder.pid}\)"
+        with pytest.raises(workdir.WorkdirBusyError, match=busy), workdir.locked(tmp_path / "run"):
+            pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with workdir.locked(tmp_path / "run"):  # the kernel released the dead process's lock
+        pass
+
+
+def test_a_run_that_fails_before_writing_leaves_no_directory(tmp_path):
+    with pytest.raises(RuntimeError), workdir.locked(tmp_path / "run"):
+        raise RuntimeError("bad data")
+    assert not (tmp_path / "run").exists()

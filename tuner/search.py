@@ -338,7 +338,8 @@ def run_search(
 
     directory = Path(base.workdir).parent
     check_search(directory, search_identity(base, space, oracle=oracle, executions_per_trial=executions_per_trial))
-    dataset = dataset if dataset is not None else train.prepare(base)
+    # The placeholders of the searched values are not the retrained run's: best_run/ is checked when it is trained.
+    dataset = dataset if dataset is not None else train.prepare(base, check_run_dir=False)
     if base.deterministic:
         import tensorflow as tf
 
@@ -388,7 +389,7 @@ def main(argv) -> None:
     base, space, options = settings_from_flags()
     from limit_tf import train
 
-    dataset = train.prepare(base)
+    dataset = train.prepare(base, check_run_dir=False)
     summary = run_search(base, space, retrain=FLAGS.retrain, dataset=dataset, **options)
     if summary is not None:
         print((Path(FLAGS.workdir) / "trials.md").read_text())

@@ -115,9 +115,15 @@ def _check_inputs(x: np.ndarray, what: str) -> np.ndarray:
     x = np.asarray(x)
     if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise ValueError(f"{what} have dtype {x.dtype}: numbers are required.")
-    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
-        first = np.argwhere(~np.isfinite(x))[0]
-        raise ValueError(f"{what} hold a NaN or infinite value at index {tuple(int(i) for i in first)}.")
+    if np.issubdtype(x.dtype, np.complexfloating):
+        raise ValueError(f"{what} are complex ({x.dtype}): real numbers are required.")
+    if np.issubdtype(x.dtype, np.floating):
+        bad = ~np.isfinite(x) | (np.abs(np.nan_to_num(x)) > np.finfo(np.float32).max)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"{what} hold {x[first]!r} at index {first}: inputs must be finite and within float32's range."
+            )
     return x
 
 
@@ -421,7 +427,26 @@ def load_user_dataset(
         origins=(train.origins, None if test is None else test.origins),
         truth_known=injected,
     )
+    _check_every_class_trains(data, train, dataset, validation_fraction)
     return standardized(data, per="channel" if train.is_image else "feature")
+
+
+def _check_every_class_trains(data: NoisyDataset, given, dataset: str, validation_fraction: float) -> None:
+    """Refuses data in which a class has no training example left after the validation split is drawn."""
+    from limit_tf.data import user
+
+    present = np.bincount(data.train.labels, minlength=data.num_classes)
+    absent = [k for k in range(data.num_classes) if present[k] == 0]
+    if not absent:
+        return
+    counts = np.bincount(given.y, minlength=data.num_classes)
+    name = data.class_names[absent[0]]
+    raise user.UserDataError(
+        f"{dataset}: class {name!r} has {counts[absent[0]]} example{'s' if counts[absent[0]] != 1 else ''} "
+        f"and none is left to train on after the validation split (--validation_fraction={validation_fraction:g}) "
+        f"is drawn{f' ({len(absent)} classes alike)' if len(absent) > 1 else ''}: give every class several "
+        "examples (or lower --validation_fraction)."
+    )
 
 
 def _aligned(test, train, where: str):

@@ -9,10 +9,12 @@
   all of them RGB). Each example remembers its file (``origin``).
 - ``csv:PATH``: a header row; the ``--label_column`` holds the labels
   (names or integers; class names are its sorted distinct values), every
-  other column is a numeric feature. Each example remembers its row (1 is
-  the first data row).
-- ``npz:PATH``: arrays ``x`` and ``y`` (integer labels), optionally
-  ``class_names``.
+  other column is a numeric feature; numeric labels that are equal are one
+  class ("1", "1.0"). Each example remembers its line in the file (the
+  header is line 1).
+- ``npz:PATH``: arrays ``x`` and ``y`` (integer labels or class-name
+  strings), optionally ``class_names``; (N, H, W) images get a channel axis.
+  Pickles are never loaded. Each example remembers its index in ``x``.
 - ``tfds:NAME``: a tensorflow-datasets image-classification dataset
   (features ``image`` and ``label``), prepared under ``<data_dir>/tfds``;
   downloaded only with ``allow_download``. Its ``test`` split, if any, is
@@ -39,6 +41,7 @@ import numpy as np
 from limit_tf.data.formats import RawData
 
 KINDS = ("folder", "csv", "npz", "tfds")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -53,7 +56,7 @@ class UserData:
     Attributes:
       x, y: inputs (uint8 images or float32 features) and integer labels.
       class_names: a name per label.
-      origins: per example, its file path (images) or row number (tables).
+      origins: per example, its file path (folders), line in the file (CSV) or index in ``x`` (npz).
     """
 
     x: np.ndarray
@@ -106,6 +109,69 @@ def is_tabular(dataset: str) -> bool:
 
 
 # --------------------------------------------------------------------------
+# Fingerprints: has the data changed since a run read it?
+
+
+def _file_fingerprint(path: Path) -> dict:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"size": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def fingerprint(dataset: str) -> dict | None:
+    """What identifies the contents of ``kind:PATH``: for a folder every file's
+    path (its class folder included), size and modification time; for a CSV or
+    npz file its SHA-256. None for ``tfds:`` (tensorflow-datasets versions its data)."""
+    kind, target = parse(dataset)
+    path = Path(target).expanduser()
+    if kind == "tfds" or not path.exists():
+        return None
+    if kind == "folder":
+        files = {}
+        for f in sorted(path.rglob("*")):
+            rel = f.relative_to(path)
+            if f.is_file() and not any(part.startswith(".") for part in rel.parts) and len(rel.parts) > 1:
+                stat = f.stat()
+                files[rel.as_posix()] = [stat.st_size, stat.st_mtime_ns]
+        return {"kind": kind, "files": files}
+    return {"kind": kind, **_file_fingerprint(path)}
+
+
+def fingerprint_changes(old: dict, new: dict | None) -> str | None:
+    """What changed between two :func:`fingerprint` values, in a phrase; None when nothing did."""
+    if new is None or old == new:
+        return None
+    if old.get("kind") != "folder" or new.get("kind") != "folder":
+        return "the file's contents changed"
+    before, after = old["files"], new["files"]
+    removed = sorted(set(before) - set(after))
+    added = sorted(set(after) - set(before))
+    moved = []
+    by_name = {Path(a).name: a for a in added}
+    for r in removed:
+        if Path(r).name in by_name:
+            moved.append(f"{r} -> {by_name[Path(r).name]}")
+    moved_names = {Path(m.split(" -> ")[0]).name for m in moved}
+    removed = [r for r in removed if Path(r).name not in moved_names]
+    added = [a for a in added if Path(a).name not in moved_names]
+    modified = sorted(k for k in set(before) & set(after) if before[k] != after[k])
+    parts = []
+    for what, items in (
+        ("moved to another class", moved),
+        ("removed", removed),
+        ("added", added),
+        ("modified", modified),
+    ):
+        if items:
+            parts.append(f"{len(items)} file{'s' if len(items) != 1 else ''} {what} (e.g. {items[0]})")
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------
 # Image folders.
 
 
@@ -118,6 +184,19 @@ def _open_image(path: Path):
             return image.copy()
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise UserDataError(f"{path} is not a readable image ({type(e).__name__}: {e}).") from None
+
+
+def _to_8_bit(image):
+    """16-bit and 32-bit grayscale images scaled to 8 bits (PIL's own conversion clips them to 0 or 255)."""
+    from PIL import Image
+
+    if image.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return image
+    values = np.asarray(image, np.float64)
+    top = 65535.0  # 16-bit files; PIL opens some of them as "I"
+    if image.mode == "F":
+        top = 1.0 if values.size and values.max() <= 1.0 else 255.0
+    return Image.fromarray(np.clip(np.round(values / top * 255.0), 0, 255).astype(np.uint8), mode="L")
 
 
 def load_folder(path: str | os.PathLike, *, image_size: int | None = None) -> UserData:
@@ -157,7 +236,7 @@ def load_folder(path: str | os.PathLike, *, image_size: int | None = None) -> Us
         )
     arrays = []
     for image in images:
-        image = image.convert("RGB" if color else "L")
+        image = _to_8_bit(image).convert("RGB" if color else "L")
         if image_size is not None and image.size != (image_size, image_size):
             image = image.resize((image_size, image_size))
         array = np.asarray(image, np.uint8)
@@ -170,19 +249,31 @@ def load_folder(path: str | os.PathLike, *, image_size: int | None = None) -> Us
 # Tables.
 
 
+MISSING_LABELS = frozenset({"", "nan", "na", "n/a", "null", "?"})
+
+
 def load_csv(path: str | os.PathLike, *, label_column: str = "label") -> UserData:
     """Reads a CSV table: numeric feature columns and one label column.
 
+    Labels are names or numbers; numbers that are equal are one class ("1",
+    "1.0" and "01" alike). Each example's origin is its line in the file
+    (the header is line 1), as a text editor or spreadsheet numbers it.
+
     Raises:
-      UserDataError: no such label column, a non-numeric or missing feature
-        value (its row and column named), a label column with one value.
+      UserDataError: no such label column, a non-numeric, missing or
+        out-of-float32-range feature value, a missing label ("", "NaN",
+        "NA", ...), a label column with one value; the line and column named.
     """
     path = Path(path).expanduser()
     try:
         with open(path, newline="") as f:
             reader = csv.reader(f)
             header = next(reader, None)
-            rows = [row for row in reader if any(cell.strip() for cell in row)]
+            rows, lines = [], []
+            for row in reader:
+                if any(cell.strip() for cell in row):
+                    rows.append(row)
+                    lines.append(reader.line_num)
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise UserDataError(f"{path} is not a readable CSV file ({e}).") from None
     if not header:
@@ -200,24 +291,33 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label") -> UserDat
         raise UserDataError(f"{path} has no feature column besides {label_column!r}.")
     x = np.empty((len(rows), len(features)), np.float32)
     raw_labels = []
-    for r, row in enumerate(rows, start=1):
+    for r, (row, line) in enumerate(zip(rows, lines, strict=True)):
         if len(row) != len(header):
-            raise UserDataError(f"{path} row {r} has {len(row)} values; the header has {len(header)}.")
-        raw_labels.append(row[target].strip())
+            raise UserDataError(f"{path} line {line} has {len(row)} values; the header has {len(header)}.")
+        raw_labels.append(_canonical_label(row[target].strip()))
         for j, i in enumerate(features):
             try:
                 value = float(row[i])
             except ValueError:
                 raise UserDataError(
-                    f"{path} row {r}, column {header[i]!r}: {row[i]!r} is not a number "
+                    f"{path} line {line}, column {header[i]!r}: {row[i]!r} is not a number "
                     "(feature columns must be numeric)."
                 ) from None
             if not math.isfinite(value):
-                raise UserDataError(f"{path} row {r}, column {header[i]!r}: {row[i]!r} is missing or not finite.")
-            x[r - 1, j] = value
-    if any(not label for label in raw_labels):
-        first = next(r for r, label in enumerate(raw_labels, start=1) if not label)
-        raise UserDataError(f"{path} row {first}: the label ({label_column!r}) is empty.")
+                raise UserDataError(f"{path} line {line}, column {header[i]!r}: {row[i]!r} is missing or not finite.")
+            if abs(value) > FLOAT32_MAX:
+                raise UserDataError(
+                    f"{path} line {line}, column {header[i]!r}: {row[i]!r} is beyond float32's range "
+                    f"(+-{FLOAT32_MAX:.3g}); rescale that column."
+                )
+            x[r, j] = value
+    missing = [k for k, label in enumerate(raw_labels) if label.lower() in MISSING_LABELS]
+    if missing:
+        given = rows[missing[0]][target].strip()
+        raise UserDataError(
+            f"{path} line {lines[missing[0]]}: the label ({label_column!r}) is missing ({given!r}); "
+            f"{len(missing)} row{'s' if len(missing) != 1 else ''} lack a label: fix or remove them."
+        )
     names = sorted(set(raw_labels), key=_label_order)
     if len(names) < 2:
         raise UserDataError(
@@ -225,7 +325,18 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label") -> UserDat
         )
     index = {name: k for k, name in enumerate(names)}
     y = np.asarray([index[label] for label in raw_labels], np.int64)
-    return UserData(x, y, tuple(names), np.arange(1, len(rows) + 1))
+    return UserData(x, y, tuple(names), np.asarray(lines))
+
+
+def _canonical_label(text: str) -> str:
+    """A label as a class name: integral numbers in one spelling ("1.0", "01" -> "1"); "NaN" stays as typed."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    if math.isfinite(value) and value == int(value):
+        return str(int(value))
+    return text
 
 
 def _label_order(label: str):
@@ -237,21 +348,107 @@ def _label_order(label: str):
 
 
 def load_npz(path: str | os.PathLike) -> UserData:
-    """Reads arrays ``x`` and ``y`` (and optionally ``class_names``) from an ``.npz`` file."""
+    """Reads arrays ``x`` and ``y`` (and optionally ``class_names``) from an ``.npz`` file.
+
+    ``x``: one example per row, (N, features) for a table or (N, H, W[, C])
+    for images (a missing channel axis is added). ``y``: N integer labels, or
+    N strings (class names, sorted). Pickled (object) arrays are never loaded.
+
+    Raises:
+      UserDataError: the file is not an npz archive (a ``.npy`` file, say),
+        holds pickles, lacks ``x`` or ``y``, or their shapes or types do not fit.
+    """
     path = Path(path).expanduser()
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise UserDataError(f"{path} cannot be read ({e.strerror}).") from None
+    if magic == b"\x93NUMPY":
+        raise UserDataError(
+            f"{path} is a .npy file (one array); npz: expects an .npz archive with arrays x and y "
+            "(numpy.savez(path, x=x, y=y))."
+        )
+    if not magic.startswith(b"PK"):
+        raise UserDataError(f"{path} is not an .npz file (a zip archive of arrays x and y, as numpy.savez writes).")
     try:
         with np.load(path, allow_pickle=False) as arrays:
             missing = [k for k in ("x", "y") if k not in arrays]
             if missing:
-                raise UserDataError(f"{path} lacks the array{'s' if len(missing) > 1 else ''} {', '.join(missing)}.")
+                raise UserDataError(
+                    f"{path} lacks the array{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                    f"(it holds: {', '.join(arrays.files) or 'nothing'})."
+                )
             x, y = arrays["x"], arrays["y"]
-            names = tuple(str(n) for n in arrays["class_names"]) if "class_names" in arrays else ()
-    except (OSError, ValueError) as e:
-        if isinstance(e, UserDataError):
-            raise
+            names = arrays.get("class_names")
+    except UserDataError:
+        raise
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise UserDataError(
+                f"{path} holds object (pickled) arrays, and limit-tf never loads pickles: save x as numbers and "
+                "y as integers or strings."
+            ) from None
         raise UserDataError(f"{path} is not a readable .npz file ({e}).") from None
-    k = len(names) or (int(np.max(y)) + 1 if y.size else 0)
-    return UserData(x, y, names or tuple(str(i) for i in range(k)), np.arange(len(y)))
+    except (OSError, EOFError) as e:
+        raise UserDataError(f"{path} is not a readable .npz file ({e}).") from None
+    x = _npz_inputs(x, path)
+    if y.ndim != 1:
+        raise UserDataError(f"{path}: y has shape {y.shape}; one label per example is needed, shape (N,).")
+    if len(y) != len(x):
+        raise UserDataError(f"{path}: x has {len(x)} examples and y {len(y)} labels; they must be equal.")
+    if y.dtype.kind in "US":
+        labels = [str(v) for v in y]
+        class_names = tuple(sorted(set(labels), key=_label_order))
+        index = {name: k for k, name in enumerate(class_names)}
+        y = np.asarray([index[v] for v in labels], np.int64)
+    elif y.dtype.kind in "iub" or (y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))):
+        y = y.astype(np.int64)
+        if y.size and y.min() < 0:
+            raise UserDataError(f"{path}: y holds {int(y.min())}; labels must be integers >= 0 (or class names).")
+        if names is not None:
+            class_names = tuple(str(n) for n in names.reshape(-1))
+            if y.size and y.max() >= len(class_names):
+                raise UserDataError(
+                    f"{path}: y holds {int(y.max())} but class_names has {len(class_names)} names; "
+                    f"labels must lie in [0, {len(class_names)})."
+                )
+        else:
+            class_names = tuple(str(i) for i in range(int(y.max()) + 1 if y.size else 0))
+    else:
+        raise UserDataError(
+            f"{path}: y has dtype {y.dtype}; labels must be integers (0, 1, ...) or strings (class names)."
+        )
+    return UserData(x, y, class_names, np.arange(len(y)))
+
+
+def _npz_inputs(x: np.ndarray, path: Path) -> np.ndarray:
+    """``x`` checked for what training needs; (N, H, W) images get their channel axis."""
+    if x.ndim < 2:
+        raise UserDataError(
+            f"{path}: x has shape {x.shape}; one example per row is needed: (N, features) for a table, "
+            "(N, height, width[, channels]) for images."
+        )
+    if x.ndim > 4:
+        raise UserDataError(f"{path}: x has shape {x.shape}; at most (N, height, width, channels) is allowed.")
+    if x.dtype.kind == "c":
+        raise UserDataError(
+            f"{path}: x is complex ({x.dtype}); give real numbers (e.g. split real and imaginary parts)."
+        )
+    if x.dtype.kind not in "iufb":
+        raise UserDataError(f"{path}: x has dtype {x.dtype}; numbers are needed.")
+    if x.dtype.kind == "f":
+        bad = ~np.isfinite(x) | (np.abs(np.nan_to_num(x)) > FLOAT32_MAX)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise UserDataError(
+                f"{path}: x[{', '.join(map(str, where))}] is {x[where]!r}: inputs must be finite float32 values."
+            )
+    elif x.dtype.kind in "iu" and x.dtype != np.uint8 and x.size and np.abs(x).max() > FLOAT32_MAX:
+        raise UserDataError(f"{path}: x holds values beyond float32's range.")
+    if x.ndim == 3:
+        x = x[..., None]  # (N, H, W): grayscale images
+    return x
 
 
 # --------------------------------------------------------------------------
