@@ -71,7 +71,7 @@ def test_a_csv_table(tmp_path):
     path = _csv(tmp_path / "t.csv", [(1, 2, "yes"), (3, 4.5, "no"), (5, 6, "yes")])
     got = user.load_csv(path)
     assert got.x.tolist() == [[1, 2], [3, 4.5], [5, 6]] and got.class_names == ("no", "yes")
-    assert got.y.tolist() == [1, 0, 1] and got.origins.tolist() == [1, 2, 3]
+    assert got.y.tolist() == [1, 0, 1] and got.origins.tolist() == [2, 3, 4]  # lines of the file
     numeric = user.load_csv(_csv(tmp_path / "n.csv", [(0, 0, 10), (0, 0, 2)]))
     assert numeric.class_names == ("2", "10")  # numbers in numeric order
 
@@ -231,7 +231,10 @@ def _npz(path, **arrays):
             lambda p: _npz(p, x=np.zeros((2, 3)), y=np.array([{"a": 1}, {"b": 2}], dtype=object)),
             r"holds object \(pickled\) arrays, and limit-tf never loads pickles",
         ),
-        (lambda p: (np.save(p, np.zeros((6, 3))), p.with_suffix(".npz").rename(p))[1], r"is a .npy file"),
+        (
+            lambda p: (np.save(p.with_suffix(".npy"), np.zeros((6, 3))), p.with_suffix(".npy").rename(p))[1],
+            r"is a .npy file",
+        ),
         (lambda p: (p.write_text("x,y\n1,2\n"), p)[1], r"is not an .npz file \(a zip archive"),
     ],
     ids=[
@@ -302,7 +305,9 @@ def test_a_16_bit_grayscale_png_is_scaled_not_binarized(tmp_path):
     np.testing.assert_allclose(values.reshape(-1), np.round(np.arange(16) * 4000 / 65535 * 255), atol=1)
 
 
-def test_a_class_with_no_training_example_left_is_refused(tmp_path):
-    _folder(tmp_path / "f", classes=("cat", "dog", "owl"), per_class=1)
-    with pytest.raises(user.UserDataError, match=r"class '\w+' has 1 example and none is left to train on"):
+def test_one_image_per_class_is_refused_it_would_train_on_one_class(tmp_path):
+    _folder(tmp_path / "f", classes=("cat", "dog"), per_class=1)
+    with pytest.raises(
+        user.UserDataError, match=r"the training split holds one class \('\w+'\) of 2 \(the smallest has 1 example\)"
+    ):
         data.load_user_dataset(f"folder:{tmp_path / 'f'}", validation_fraction=0.2)

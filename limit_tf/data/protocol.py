@@ -122,7 +122,7 @@ def _check_inputs(x: np.ndarray, what: str) -> np.ndarray:
         if bad.any():
             first = tuple(int(i) for i in np.argwhere(bad)[0])
             raise ValueError(
-                f"{what} hold {x[first]!r} at index {first}: inputs must be finite and within float32's range."
+                f"{what} hold {float(x[first])!r} at index {first}: inputs must be finite and within float32's range."
             )
     return x
 
@@ -432,20 +432,31 @@ def load_user_dataset(
 
 
 def _check_every_class_trains(data: NoisyDataset, given, dataset: str, validation_fraction: float) -> None:
-    """Refuses data in which a class has no training example left after the validation split is drawn."""
+    """Refuses data whose training split holds one class once the validation split is drawn; warns when
+    some classes have no training example left (the network can never predict them)."""
+    from absl import logging
+
     from limit_tf.data import user
 
     present = np.bincount(data.train.labels, minlength=data.num_classes)
-    absent = [k for k in range(data.num_classes) if present[k] == 0]
+    absent = [data.class_names[k] for k in range(data.num_classes) if present[k] == 0]
     if not absent:
         return
     counts = np.bincount(given.y, minlength=data.num_classes)
-    name = data.class_names[absent[0]]
-    raise user.UserDataError(
-        f"{dataset}: class {name!r} has {counts[absent[0]]} example{'s' if counts[absent[0]] != 1 else ''} "
-        f"and none is left to train on after the validation split (--validation_fraction={validation_fraction:g}) "
-        f"is drawn{f' ({len(absent)} classes alike)' if len(absent) > 1 else ''}: give every class several "
-        "examples (or lower --validation_fraction)."
+    if np.count_nonzero(present) < 2:
+        only = data.class_names[int(np.argmax(present))]
+        raise user.UserDataError(
+            f"{dataset}: after the validation split (--validation_fraction={validation_fraction:g}) is drawn, "
+            f"the training split holds one class ({only!r}) of {data.num_classes} (the smallest has "
+            f"{int(counts.min())} example{'s' if counts.min() != 1 else ''}): give every class several examples."
+        )
+    logging.warning(
+        "%s: class%s %s ha%s no training example left after the validation split; the network cannot learn %s.",
+        dataset,
+        "es" if len(absent) > 1 else "",
+        ", ".join(repr(a) for a in absent),
+        "ve" if len(absent) > 1 else "s",
+        "them" if len(absent) > 1 else "it",
     )
 
 
