@@ -76,7 +76,7 @@ def test_detect_in_run_writes_outputs(tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 200 and rows[0]["rank"] == "1" and "source_index" in rows[0] and "true_label" in rows[0]
     labels = np.load(tmp_path / "run" / "labels.npz")
-    first = int(rows[0]["index"])
+    first = int(rows[0]["split_index"])
     assert rows[0]["observed_label"] == str(labels["train_labels"][first])
     assert rows[0]["true_label"] == str(labels["train_clean_labels"][first])
     assert float(rows[0]["score"]) >= float(rows[-1]["score"])
@@ -84,11 +84,21 @@ def test_detect_in_run_writes_outputs(tmp_path):
     text = detection.describe(report, out).splitlines()  # what the command prints
     assert text[0].startswith(f"200 training examples; estimated {report['estimated_issues']} wrong labels")
     assert text[1].startswith(f"Known truth: {100 * report['realized_noise_rate']:.1f}% of the labels are wrong")
+    assert text[2] == "Most suspicious (by the 'source_index' column of label_issues.csv):"
     assert text[3] == (
-        f"  {rows[0]['source_index']}: labelled {rows[0]['observed_label']}, "
+        f"  training example {rows[0]['source_index']}: labelled {rows[0]['observed_label']}, "
         f"looks like {rows[0]['suggested_label']} (score {rows[0]['score']})"
     )
     assert detection.detect_in_run(tmp_path / "run", score="normalized_margin")["num_examples"] == 200
+    # A damaged best.keras: the run's weights file serves instead, with a warning (not "File not found").
+    (tmp_path / "run" / "best.keras").write_bytes(b"garbage")
+    again = detection.detect_in_run(tmp_path / "run", out_dir=tmp_path / "again")
+    assert again["num_flagged"] == report["num_flagged"] and again["roc_auc"] == pytest.approx(report["roc_auc"])
+    (tmp_path / "run" / "best.weights.h5").unlink()
+    with pytest.raises(
+        workdir.CorruptFileError, match=r"best.keras is not a readable Keras model .* train the run again"
+    ):
+        detection.detect_in_run(tmp_path / "run")
 
 
 def test_an_unfinished_run_is_scored_with_its_best_epoch_so_far_and_a_warning(tmp_path, caplog):
@@ -151,7 +161,7 @@ def test_find_clean_and_retrain_on_an_image_folder(tmp_path):
     assert summary["estimated_noise_rate"] == pytest.approx(wrong.mean(), abs=0.1)
     with open(tmp_path / "limit" / "detection_limit" / issue_report.ISSUES) as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["index", "path", "observed_label", "suggested_label", "score", "rank", "flagged"]
+    assert list(rows[0]) == ["path", "observed_label", "suggested_label", "score", "rank", "flagged", "split_index"]
     flagged = [r for r in rows if r["flagged"] == "1"]
     assert len(flagged) == summary["num_flagged"] == summary["estimated_issues"]
     # Most flagged files sit in a wrong folder (their true class is in the file name's index).
