@@ -51,6 +51,12 @@ SETTINGS = {
     # The default LIMIT cut short: how many gradient steps are enough (MIN_STEPS).
     "limit_30_epochs": ("--method=limit", "--epochs=30", "--patience=30"),
     "limit_100_epochs": ("--method=limit", "--epochs=100", "--patience=100"),
+    # Smaller batches: more gradient steps per epoch on a table of about 100 rows.
+    "limit_batch32": ("--method=limit", "--batch_size=32"),
+    "limit_batch64": ("--method=limit", "--batch_size=64"),
+    "limit_batch128": ("--method=limit", "--batch_size=128"),
+    "limit_batch256": ("--method=limit", "--batch_size=256"),  # the default before auto batches
+    "ce_batch32": ("--method=ce", "--batch_size=32"),
 }
 DEFAULT_SETTINGS = ("ce", "limit_beta1", "limit_beta3", "limit_beta10", "limit_beta30", "limit_g_beta10")
 
@@ -146,6 +152,7 @@ def main(argv) -> None:
                 "best_epoch": res["best_epoch"],
                 "epochs_run": res["epochs_run"],
                 "train_examples": res["num_train_examples"],
+                "batch_size": res.get("batch_size", 256),
                 "flags": list(SETTINGS[setting]) + list(DATASETS[name][3]),
                 "train_s": round(train_s, 1),
                 "detect_s": round(detect_s, 1),

@@ -38,6 +38,8 @@ class MethodContext:
         LIMIT's "+init" copies it into q; FW and DMI start from it.
       train_inputs: a ``tf.data`` dataset of normalized training inputs (FW
         estimates its transition matrix from a CE model's predictions on them).
+      steps_per_epoch: training steps per epoch (LIMIT's warm-up is
+        ``warmup_epochs`` of them).
     """
 
     config: ExperimentConfig
@@ -45,6 +47,7 @@ class MethodContext:
     input_shape: tuple[int, ...]
     init_weights: str | None = None
     train_inputs: object = None
+    steps_per_epoch: int | None = None
 
     @property
     def synchronized_bn(self) -> bool:
@@ -150,6 +153,10 @@ def build_soft_reg(ctx: MethodContext) -> keras.Model:
 
 def build_limit(ctx: MethodContext) -> keras.Model:
     c = ctx.config
+    if c.warmup_epochs and not ctx.steps_per_epoch:
+        raise ValueError(
+            "--warmup_epochs needs the number of training steps per epoch (MethodContext.steps_per_epoch)."
+        )
     model = LimitModel(
         ctx.network(),
         ctx.predictor_network(),
@@ -157,7 +164,7 @@ def build_limit(ctx: MethodContext) -> keras.Model:
         beta=c.beta,
         sample=c.sample,
         sigma_q=c.sigma_q,
-        warmup_epochs=c.warmup_epochs,
+        warmup_steps=c.warmup_epochs * (ctx.steps_per_epoch or 0),
         init_predictor_from=ctx.init_weights,
         seed=c.seed,
     )

@@ -169,7 +169,9 @@ class ProtocolState(keras.callbacks.Callback):
     state of its last finished epoch.
 
     Args:
-      checkpoint: the run's (this worker's) :class:`TrainingCheckpoint`.
+      checkpoint: the run's (this worker's) :class:`TrainingCheckpoint`, or
+        None where nothing is kept (a tuner trial: it selects and stops the
+        same way, and KerasTuner keeps the best epoch's weights).
       state: the restored protocol state (:func:`initial_state` for a new run).
       patience: epochs without improvement before stopping.
       run: the work dir to mirror the state into (None on non-chief workers).
@@ -178,7 +180,7 @@ class ProtocolState(keras.callbacks.Callback):
 
     def __init__(
         self,
-        checkpoint: TrainingCheckpoint,
+        checkpoint: TrainingCheckpoint | None,
         state: dict,
         patience: int,
         run: RunDir | None,
@@ -203,7 +205,8 @@ class ProtocolState(keras.callbacks.Callback):
         value = float(logs[self.monitor])
         s = self.selection
         if s["best_epoch"] is None or value > s["best_value"]:
-            self.checkpoint.remember_best()
+            if self.checkpoint is not None:
+                self.checkpoint.remember_best()
             s.update(best_value=value, best_epoch=epoch)
         s["last_epoch"] = epoch
         s["train_seconds"] += time.time() - self._epoch_start
@@ -213,7 +216,8 @@ class ProtocolState(keras.callbacks.Callback):
         logs[f"best_{self.monitor}"] = s["best_value"]
         row = {"epoch": epoch, **{k: _as_float(v) for k, v in logs.items()}}
         self.state["metrics"] = [r for r in self.state["metrics"] if r["epoch"] < epoch] + [row]
-        self.checkpoint.save(epoch + 1, self.state)
+        if self.checkpoint is not None:
+            self.checkpoint.save(epoch + 1, self.state)
         self.mirror()
 
     def mirror(self) -> None:

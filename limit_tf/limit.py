@@ -114,8 +114,13 @@ class LimitModel(ClassifierWrapper):
       sample: the "+S" variants: the classifier receives a sample around
         ``g_pred`` instead of ``g_pred`` itself.
       sigma_q: the sample's standard deviation (> 0 when ``sample``).
-      warmup_epochs: epochs at the start during which only q trains (the
-        classifier, including its batch-norm statistics, stays frozen).
+      warmup_steps: training steps at the start during which only q trains
+        (the paper's warm-up, in steps: ``warmup epochs * steps per epoch``).
+        The classifier's weights do not move and its optimizer does not
+        count these steps; it runs in training mode, so its batch-norm
+        statistics follow the data, as in the authors' code. The schedule is
+        inside ``train_step`` (a step counter), so ``fit``, the distributed
+        loop and a resumed run all apply it alike.
       init_predictor_from: a trained classifier (a ``keras.Model`` or the
         path of a ``.keras`` / ``.weights.h5`` file) whose weights q starts
         from: the paper's "+init" (see :meth:`initialize_predictor`).
@@ -139,25 +144,24 @@ class LimitModel(ClassifierWrapper):
         beta: float = 0.0,
         sample: bool = False,
         sigma_q: float = 0.0,
-        warmup_epochs: int = 0,
+        warmup_steps: int = 0,
         init_predictor_from=None,
         seed: int = 0,
         input_shape=None,
         **kwargs,
     ):
-        _validate_options(predictor, beta, sample, sigma_q, warmup_epochs)
+        _validate_options(predictor, beta, sample, sigma_q, warmup_steps)
         if classifier is predictor_network:
             raise ValueError("classifier and predictor_network are the same object: LIMIT needs two networks.")
         super().__init__(classifier, **kwargs)
         self.predictor_network = predictor_network
         self.predictor = predictor
         self.sample = bool(sample)
-        self.warmup_epochs = int(warmup_epochs)
+        self.warmup_steps = int(warmup_steps)
         self.seed = int(seed)
         # Variables, not Python floats: a traced step would freeze a float.
         self._beta = keras.Variable(float(beta), trainable=False, dtype="float32", name="beta")
         self._sigma_q = keras.Variable(float(sigma_q), trainable=False, dtype="float32", name="sigma_q")
-        self._classifier_frozen = False
         self.q_loss_tracker = keras.metrics.Mean(name="q_loss")
         self.q_fit_tracker = keras.metrics.Mean(name="q_fit")
         self.q_penalty_tracker = keras.metrics.Mean(name="q_penalty")
@@ -172,7 +176,7 @@ class LimitModel(ClassifierWrapper):
 
     @beta.setter
     def beta(self, value: float):
-        _validate_options(self.predictor, value, self.sample, self.sigma_q, self.warmup_epochs)
+        _validate_options(self.predictor, value, self.sample, self.sigma_q, self.warmup_steps)
         self._beta.assign(float(value))
 
     @property
@@ -181,7 +185,7 @@ class LimitModel(ClassifierWrapper):
 
     @sigma_q.setter
     def sigma_q(self, value: float):
-        _validate_options(self.predictor, self.beta, self.sample, value, self.warmup_epochs)
+        _validate_options(self.predictor, self.beta, self.sample, value, self.warmup_steps)
         self._sigma_q.assign(float(value))
 
     @property
@@ -195,23 +199,15 @@ class LimitModel(ClassifierWrapper):
             self.q_accuracy_tracker,
         ]
 
-    def fit(self, *args, callbacks=None, **kwargs):
-        """``keras.Model.fit``, plus the warm-up switch when ``warmup_epochs > 0``."""
-        callbacks = list(callbacks or [])
-        if self.warmup_epochs > 0:
-            callbacks.append(_WarmupSwitch(self.warmup_epochs))
-        return super().fit(*args, callbacks=callbacks, **kwargs)
-
     # ------------------------------------------------------------------
     # Training.
 
     def train_step(self, data):
         x, y = data[0], data[1]
         global_batch = global_batch_size(x)
-        frozen = self._classifier_frozen
         with tf.GradientTape() as classifier_tape:
-            logits = self.classifier(x, training=not frozen)
-            clf_reg = None if frozen else self.regularization(self.classifier)
+            logits = self.classifier(x, training=True)
+            clf_reg = self.regularization(self.classifier)
         with tf.GradientTape() as predictor_tape:
             predictor_logits = self.float32(self.predictor_network(x, training=True))
             probs = tf.stop_gradient(tf.nn.softmax(self.float32(logits)))
@@ -227,10 +223,20 @@ class LimitModel(ClassifierWrapper):
         q_grads = self.loss_gradients(
             predictor_tape, q_loss, self.predictor_network.trainable_variables, self.predictor_optimizer
         )
-        clf_grads = [] if frozen else self._classifier_gradients(classifier_tape, logits, g_pred, global_batch, clf_reg)
-        self.apply_gradients(clf_grads, q_grads)
+        clf_grads = self._classifier_gradients(classifier_tape, logits, g_pred, global_batch, clf_reg)
+        self.apply_gradients(clf_grads, q_grads, classifier_on=self._past_warmup())
         self._track(logits, predictor_logits, y_one_hot, fit, penalty)
         return self.results()
+
+    def _past_warmup(self):
+        """None without warm-up, else whether this step trains the classifier (a boolean tensor).
+
+        q's optimizer counts every training step (the shared one too).
+        """
+        if not self.warmup_steps:
+            return None
+        steps = (self.optimizer if self._shared_optimizer else self.predictor_optimizer).iterations
+        return steps >= self.warmup_steps
 
     def _classifier_gradients(self, tape, logits, g_pred, global_batch, regularization):
         """Back-propagates the predicted gradient from the logits (Sec. 3.3).
@@ -327,6 +333,12 @@ class LimitModel(ClassifierWrapper):
             f"init_predictor_from={path!r} fits neither the classifier's nor q's architecture ({errors[0]})."
         )
 
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config.pop("warmup_epochs", None)  # models saved by 0.2 (warm-up does not matter once trained)
+        return super().from_config(config, custom_objects)
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -335,39 +347,14 @@ class LimitModel(ClassifierWrapper):
                 "beta": self.beta,
                 "sample": self.sample,
                 "sigma_q": self.sigma_q,
-                "warmup_epochs": self.warmup_epochs,
+                "warmup_steps": self.warmup_steps,
                 "seed": self.seed,
             }
         )
         return config
 
 
-class _WarmupSwitch(keras.callbacks.Callback):
-    """Freezes the classifier for the first ``warmup_epochs`` epochs.
-
-    The frozen and the training steps are traced separately; the switch
-    re-traces the train function once, at the warm-up boundary (also when a
-    run resumes past it).
-    """
-
-    def __init__(self, warmup_epochs: int):
-        super().__init__()
-        self.warmup_epochs = warmup_epochs
-
-    def on_epoch_begin(self, epoch, logs=None):
-        frozen = epoch < self.warmup_epochs
-        if frozen != self.model._classifier_frozen:
-            self.model._classifier_frozen = frozen
-            self.model.make_train_function(force=True)
-            logging.info("epoch %d: classifier %s", epoch, "frozen (warm-up)" if frozen else "training")
-
-    def on_train_end(self, logs=None):
-        if self.model._classifier_frozen:
-            self.model._classifier_frozen = False
-            self.model.make_train_function(force=True)
-
-
-def _validate_options(predictor, beta, sample, sigma_q, warmup_epochs):
+def _validate_options(predictor, beta, sample, sigma_q, warmup_steps):
     if predictor not in PREDICTORS:
         raise ValueError(f"predictor={predictor!r} is not allowed; allowed: {', '.join(PREDICTORS)}.")
     if not np.isfinite(beta) or beta < 0:
@@ -376,5 +363,5 @@ def _validate_options(predictor, beta, sample, sigma_q, warmup_epochs):
         raise ValueError(f"sigma_q={sigma_q!r} is not allowed: it must be a finite number >= 0.")
     if sample and sigma_q <= 0:
         raise ValueError(f"sigma_q={sigma_q!r} is not allowed with sample=True: it must be > 0.")
-    if int(warmup_epochs) != warmup_epochs or warmup_epochs < 0:
-        raise ValueError(f"warmup_epochs={warmup_epochs!r} is not allowed: it must be an integer >= 0.")
+    if int(warmup_steps) != warmup_steps or warmup_steps < 0:
+        raise ValueError(f"warmup_steps={warmup_steps!r} is not allowed: it must be an integer >= 0.")

@@ -12,10 +12,12 @@ and keeps ``fit`` for the single-host ones)::
     with strategy.scope():
         model = ...  # built and compiled
     trainer = limit_tf.loop.DistributedTrainer(model)
-    start = trainer.restore("backup")               # 0, or the epoch to resume at
+    checkpoint = limit_tf.checkpoint.TrainingCheckpoint(model, "ckpt" if trainer.is_chief else "ckpt/workers/...")
+    start, _ = trainer.restore_checkpoint(checkpoint)  # 0, or the epoch to resume at
     train_ds, steps = limit_tf.data.training_stream(ds, batch_size=256, epochs=30, first_epoch=start)
+    save = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: checkpoint.save(epoch + 1, {}))
     history = trainer.fit(train_ds, epochs=30, steps_per_epoch=steps, initial_epoch=start,
-                          validation_data=val_ds, backup_dir="backup")
+                          validation_data=val_ds, callbacks=[save])
 
 Datasets yield **global** batches (every worker builds the same dataset);
 each global batch is split into one contiguous slice per replica, the way
@@ -30,21 +32,16 @@ callbacks stops every worker, instead of leaving the others waiting forever
 on a collective. Give file-writing
 callbacks to the chief only, or point them at per-worker paths.
 
-Fault tolerance: with ``backup_dir``, every worker writes a
-:class:`~limit_tf.checkpoint.TrainingCheckpoint` (model, optimizers, epoch)
-after each epoch into its own directory (:func:`worker_backup_dir`).
-``restore`` agrees with the other workers on the newest epoch all of them
-have, so a run whose workers were killed at different moments resumes
-consistently. The runner checkpoints through its own callback
-(:class:`limit_tf.callbacks.ProtocolState`) and restores with
-:meth:`DistributedTrainer.restore_checkpoint`.
+Fault tolerance: every worker keeps a
+:class:`~limit_tf.checkpoint.TrainingCheckpoint` in its own directory (the
+runner's :class:`limit_tf.callbacks.ProtocolState` saves it after every
+epoch); :meth:`DistributedTrainer.restore_checkpoint` agrees with the other
+workers on the newest epoch all of them have, so a run whose workers were
+killed at different moments resumes consistently. LIMIT's warm-up is inside
+its ``train_step``: the loop knows nothing of methods.
 """
 
 from __future__ import annotations
-
-import os
-import shutil
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -65,15 +62,6 @@ def task_name(strategy: tf.distribute.Strategy) -> str:
     if resolver is None or not resolver.task_type:
         return "local"
     return f"{resolver.task_type}_{resolver.task_id}"
-
-
-def worker_backup_dir(backup_dir: str | os.PathLike, strategy: tf.distribute.Strategy) -> Path:
-    """Where this worker keeps its checkpoints: ``backup_dir`` on the chief,
-    ``backup_dir/workers/<task>`` on the others (so that on a shared file
-    system no two workers write the same file)."""
-    if is_chief(strategy):
-        return Path(backup_dir)
-    return Path(backup_dir) / "workers" / task_name(strategy)
 
 
 def broadcast(strategy: tf.distribute.Strategy, value: int) -> int:
@@ -114,9 +102,8 @@ class DistributedTrainer:
             raise ValueError("DistributedTrainer: compile the model first (it needs an optimizer).")
         self.model = model
         self.strategy = strategy or model.distribute_strategy
-        self._train_fns = {}
+        self._train_fn = None
         self._test_fn = None
-        self._checkpoint = None
 
     @property
     def is_chief(self) -> bool:
@@ -162,17 +149,16 @@ class DistributedTrainer:
     # ------------------------------------------------------------------
     # Steps.
 
-    def _train_fn(self):
-        frozen = bool(getattr(self.model, "_classifier_frozen", False))
-        if frozen not in self._train_fns:
+    def _train(self, iterator) -> None:
+        if self._train_fn is None:
             model, strategy = self.model, self.strategy
 
             @tf.function
             def train_fn(iterator):
                 strategy.run(model.train_step, args=(next(iterator),))
 
-            self._train_fns[frozen] = train_fn
-        return self._train_fns[frozen]
+            self._train_fn = train_fn
+        self._train_fn(iterator)
 
     def _metrics(self, prefix: str = "") -> dict[str, float]:
         # Read in cross-replica context: metric variables are summed over replicas.
@@ -231,17 +217,6 @@ class DistributedTrainer:
             )
         return epoch, state
 
-    def restore(self, backup_dir: str | os.PathLike | None) -> int:
-        """Restores the newest common epoch from ``backup_dir`` (see :meth:`fit`); returns it (0: none)."""
-        if backup_dir is None:
-            return 0
-        return self.restore_checkpoint(self._backup(backup_dir))[0]
-
-    def _backup(self, backup_dir) -> TrainingCheckpoint:
-        if self._checkpoint is None:
-            self._checkpoint = TrainingCheckpoint(self.model, worker_backup_dir(backup_dir, self.strategy))
-        return self._checkpoint
-
     # ------------------------------------------------------------------
     # The loop.
 
@@ -254,7 +229,6 @@ class DistributedTrainer:
         initial_epoch: int = 0,
         validation_data: tf.data.Dataset | None = None,
         callbacks=(),
-        backup_dir: str | os.PathLike | None = None,
     ) -> dict[str, list[float]]:
         """Trains epochs ``initial_epoch .. epochs - 1``; returns the per-epoch logs.
 
@@ -265,7 +239,6 @@ class DistributedTrainer:
           validation_data: global batches evaluated after every epoch
             (logged with a ``val_`` prefix).
           callbacks: Keras callbacks (epoch and train hooks are called).
-          backup_dir: where to checkpoint after every epoch (see :meth:`restore`).
         """
         model = self.model
         callback_list = keras.callbacks.CallbackList(list(callbacks), model=model, epochs=epochs, steps=steps_per_epoch)
@@ -274,13 +247,10 @@ class DistributedTrainer:
         model.stop_training = False
         callback_list.on_train_begin()
         for epoch in range(initial_epoch, epochs):
-            if hasattr(model, "warmup_epochs"):
-                model._classifier_frozen = epoch < model.warmup_epochs
             callback_list.on_epoch_begin(epoch)
             model.reset_metrics()
-            train_fn = self._train_fn()
             for step in range(steps_per_epoch):
-                train_fn(iterator)
+                self._train(iterator)
                 callback_list.on_train_batch_end(step)
             logs = self._metrics()
             if validation_data is not None:
@@ -300,15 +270,7 @@ class DistributedTrainer:
             verdict = codes[0]  # the chief (replica 0) decides whether to stop
             for key, value in logs.items():
                 history.setdefault(key, []).append(value)
-            if backup_dir is not None:
-                self._backup(backup_dir).save(epoch + 1, {})
             if verdict == 1:
                 break
         callback_list.on_train_end(logs=None)
-        if hasattr(model, "warmup_epochs"):
-            model._classifier_frozen = False
         return history
-
-    def cleanup(self, backup_dir: str | os.PathLike) -> None:
-        """Deletes this worker's checkpoints (after a finished run)."""
-        shutil.rmtree(worker_backup_dir(backup_dir, self.strategy), ignore_errors=True)

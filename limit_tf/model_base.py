@@ -183,20 +183,40 @@ class ClassifierWrapper(keras.Model):
         """
         return tape.gradient(loss, variables, output_gradients=optimizer.scale_loss(tf.ones_like(loss)))
 
-    def apply_gradients(self, clf_grads, q_grads=None) -> None:
-        """Applies the classifier's (may be empty: frozen) and q's gradients with their optimizers."""
-        clf_vars = self.classifier.trainable_variables if clf_grads else []
+    def apply_gradients(self, clf_grads, q_grads=None, *, classifier_on=None) -> None:
+        """Applies the classifier's and q's gradients with their optimizers.
+
+        ``classifier_on``: None (always), or a boolean tensor (LIMIT's
+        warm-up) that, when false, zeroes the classifier's gradients and
+        takes the step back from its optimizer's count. With Adam's state
+        still zero, the classifier's weights stay exactly as they are and
+        its first real step is Adam's first step; an optimizer that moves
+        weights on a zero gradient (weight decay) would move them. Zeroing
+        rather than branching keeps every optimizer update out of a
+        ``tf.cond``, which distribution strategies do not allow around
+        their cross-replica updates.
+        """
+        clf_vars = self.classifier.trainable_variables
+        if classifier_on is not None:
+            clf_grads = [None if g is None else g * tf.cast(classifier_on, g.dtype) for g in clf_grads]
         if q_grads is None:
-            if clf_grads:
-                self.optimizer.apply(list(clf_grads), clf_vars)
+            self.optimizer.apply(list(clf_grads), clf_vars)
+            self._uncount_skipped(classifier_on)
             return
         q_vars = self.predictor_network.trainable_variables
         if self._shared_optimizer:
+            # One counter for both networks: q's steps count.
             self.optimizer.apply(list(clf_grads) + list(q_grads), clf_vars + q_vars)
             return
-        if clf_grads:
-            self.optimizer.apply(list(clf_grads), clf_vars)
+        self.optimizer.apply(list(clf_grads), clf_vars)
+        self._uncount_skipped(classifier_on)
         self.predictor_optimizer.apply(list(q_grads), q_vars)
+
+    def _uncount_skipped(self, classifier_on) -> None:
+        if classifier_on is not None:
+            self.optimizer.iterations.assign_sub(
+                tf.cast(tf.logical_not(classifier_on), self.optimizer.iterations.dtype)
+            )
 
     # ------------------------------------------------------------------
     # Inference and metrics.

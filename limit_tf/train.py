@@ -32,10 +32,9 @@ from absl import logging
 from limit_tf import builders, distribute, inference, methods, workdir
 from limit_tf import callbacks as callbacks_lib
 from limit_tf import data as data_lib
+from limit_tf import engine as engine_lib
 from limit_tf.checkpoint import TrainingCheckpoint
-from limit_tf.config import ConfigError, ExperimentConfig
-from limit_tf.engine import DistributedEngine, KerasEngine
-from limit_tf.loop import broadcast, is_chief, task_name
+from limit_tf.config import PAPER_BATCH_SIZE, ConfigError, ExperimentConfig, auto_batch_size
 
 TrainingDivergedError = callbacks_lib.TrainingDivergedError
 
@@ -256,6 +255,7 @@ def build_model(config: ExperimentConfig, dataset: data_lib.NoisyDataset, strate
         train_inputs=data_lib.to_tf_dataset(
             dataset, "train", batch_size=eval_batch_size(dataset.input_shape), inputs_only=True
         ),
+        steps_per_epoch=data_lib.steps_per_epoch(dataset, config.resolved_batch_size(len(dataset.train))),
     )
     with strategy.scope():
         try:
@@ -284,32 +284,37 @@ def run_experiment(config: ExperimentConfig, *, callbacks=(), dataset: data_lib.
     """
     # multi_worker: before any other TensorFlow op
     strategy = distribute.get_strategy(config.strategy, config.devices, cluster_timeout=config.cluster_timeout)
-    multi = config.strategy == "multi_worker"
-    chief = is_chief(strategy) if multi else True
+    engine = engine_lib.for_strategy(strategy)
     run = workdir.RunDir(config.workdir)
-    done = finished_results(config.validate()) if chief else None
-    if broadcast(strategy, int(done is not None)) if multi else done is not None:
-        logging.info("%s is finished; not running it again.", config.workdir)
-        return done if chief else (run.results() or {})
+    done = _finished(config.validate(), engine, run)
+    if done is not None:
+        return done
     if dataset is None:
         dataset = prepare(config)
     else:
         check_workdir(config)
-    own = run if chief else workdir.RunDir(run.worker_dir(task_name(strategy)))
+    own = engine.own_dir(run)
     with workdir.locked(own.path):
-        if chief and not multi:
-            done = finished_results(config)  # another process may have finished it meanwhile
-            if done is not None:
-                logging.info("%s is finished; not running it again.", config.workdir)
-                return done
-        return _train(config, dataset, strategy, run, own, chief, multi, callbacks)
+        done = _finished(config, engine, run)  # another process may have finished it meanwhile
+        if done is not None:
+            return done
+        return _train(config, dataset, engine, run, own, callbacks)
 
 
-def _train(config, dataset, strategy, run: workdir.RunDir, own: workdir.RunDir, chief: bool, multi: bool, callbacks):
+def _finished(config: ExperimentConfig, engine, run: workdir.RunDir) -> dict | None:
+    """The results of a finished run of this experiment, as the chief found them (collective), or None."""
+    done = finished_results(config) if engine.is_chief else None
+    if not engine.broadcast(int(done is not None)):
+        return None
+    logging.info("%s is finished; not running it again.", config.workdir)
+    return done if engine.is_chief else (run.results() or {})
+
+
+def _train(config, dataset, engine, run: workdir.RunDir, own: workdir.RunDir, callbacks):
     """The protocol proper, in a locked work dir (:func:`run_experiment`)."""
-    model = build_model(config, dataset, strategy)
-    engine = DistributedEngine(model, strategy) if multi else KerasEngine(model)
-    if chief:
+    model = build_model(config, dataset, engine.strategy)
+    engine.bind(model)
+    if engine.is_chief:
         run.write_config(config.to_dict())
         fingerprint = data_fingerprint(config)
         if fingerprint:
@@ -318,15 +323,23 @@ def _train(config, dataset, strategy, run: workdir.RunDir, own: workdir.RunDir, 
     checkpoint = TrainingCheckpoint(model, own.checkpoint_dir)
     start, state = engine.restore(checkpoint)
     protocol = callbacks_lib.ProtocolState(
-        checkpoint, state or callbacks_lib.initial_state(), config.patience, run if chief else None
+        checkpoint, state or callbacks_lib.initial_state(), config.patience, run if engine.is_chief else None
     )
     protocol.mirror()  # metrics.csv and selection.json agree with the restored state
     selection = protocol.selection
     if not (selection["stopped_early"] or selection["last_epoch"] + 1 >= config.epochs):
         if start:
             logging.info("resuming %s at epoch %d", config.workdir, start + 1)
+        batch = config.resolved_batch_size(len(dataset.train))
+        if batch != PAPER_BATCH_SIZE and not config.batch_size:
+            logging.info(
+                "%d training examples: batch size %d (auto), %d steps per epoch",
+                len(dataset.train),
+                batch,
+                -(-len(dataset.train) // batch),
+            )
         train, steps = data_lib.training_stream(
-            dataset, batch_size=config.batch_size, epochs=config.epochs, seed=config.seed, first_epoch=start
+            dataset, batch_size=batch, epochs=config.epochs, seed=config.seed, first_epoch=start
         )
         warning = too_few_steps(config, len(dataset.train), steps)
         if warning:
@@ -336,18 +349,9 @@ def _train(config, dataset, strategy, run: workdir.RunDir, own: workdir.RunDir, 
             epochs=config.epochs,
             steps_per_epoch=steps,
             initial_epoch=start,
-            # One process: validation is one of EpochEvaluation's passes. Several: the loop's, collective.
-            validation_data=data_lib.to_tf_dataset(
-                dataset, "validation", batch_size=eval_batch_size(dataset.input_shape)
-            )
-            if multi
-            else None,
-            callbacks=[
-                *protocol_callbacks(model, config, dataset, protocol, steps, chief, validation=not multi),
-                *callbacks,
-            ],
+            callbacks=[*protocol_callbacks(model, config, dataset, protocol, steps, engine.is_chief), *callbacks],
         )
-    return _finish(model, engine, config, dataset, protocol, own, chief)
+    return _finish(model, engine, config, dataset, protocol, own)
 
 
 # Fewer gradient steps than this in a whole run leave a network far from trained (small tables: a
@@ -361,24 +365,24 @@ def too_few_steps(config: ExperimentConfig, num_train: int, steps_per_epoch: int
     if total >= MIN_STEPS:
         return None
     epochs = -(-MIN_STEPS // steps_per_epoch)
-    smaller = max(8, 2 ** int(np.log2(max(num_train // 8, 1))))
-    also = f", or --batch_size={smaller}" if smaller < config.batch_size and num_train < config.batch_size * 4 else ""
+    batch = config.resolved_batch_size(num_train)
+    smaller = auto_batch_size(num_train)
+    also = f", or --batch_size={smaller}" if smaller < batch else ""
     return (
         f"only {total} gradient steps in the whole run ({num_train} training examples at --batch_size="
-        f"{config.batch_size} make {steps_per_epoch} step{'s' if steps_per_epoch != 1 else ''} per epoch, "
+        f"{batch} make {steps_per_epoch} step{'s' if steps_per_epoch != 1 else ''} per epoch, "
         f"x --epochs={config.epochs}); fewer than {MIN_STEPS} leave the network undertrained: use --epochs={epochs}"
         f"{also}."
     )
 
 
-def protocol_callbacks(
-    model, config, dataset, protocol: callbacks_lib.ProtocolState, steps: int, chief: bool, *, validation: bool = True
-) -> list:
-    """The protocol's callbacks, in order (see :mod:`limit_tf.callbacks`).
+def selection_callbacks(model, config, dataset, protocol: callbacks_lib.ProtocolState, chief: bool) -> list:
+    """What selects the epoch, in order: :class:`~limit_tf.callbacks.EpochEvaluation` (validation, and on
+    the chief the memorization metrics and the optional test monitor), the NaN guard, the protocol state.
 
-    ``validation``: whether :class:`~limit_tf.callbacks.EpochEvaluation`
-    measures the validation split (one process), or the training loop does
-    (several workers, collectively).
+    The runner and the tuner's trials select with these same callbacks. Every
+    worker measures the validation split itself (the same weights, the same
+    data: the same figure), and the chief decides.
     """
 
     def inputs(split: str):
@@ -388,13 +392,17 @@ def protocol_callbacks(
     test = config.track_test_accuracy and len(dataset.test)
     evaluation = callbacks_lib.EpochEvaluation(
         builders.classifier_of(model),
-        validation=(inputs("validation"), dataset.validation.labels) if validation else None,
+        validation=(inputs("validation"), dataset.validation.labels),
         train=(inputs("train"), dataset.train.labels, truth) if chief else None,
         test=(inputs("test"), dataset.test.labels) if test and chief else None,
     )
-    # The monitors only add columns to the chief's metrics.csv: the other workers skip them.
-    out = [evaluation, callbacks_lib.NanGuard(), protocol]
-    if chief:
+    return [evaluation, callbacks_lib.NanGuard(), protocol]
+
+
+def protocol_callbacks(model, config, dataset, protocol: callbacks_lib.ProtocolState, steps: int, chief: bool) -> list:
+    """The runner's callbacks: :func:`selection_callbacks`, then (chief) TensorBoard and the progress lines."""
+    out = selection_callbacks(model, config, dataset, protocol, chief)
+    if chief:  # the monitors only add to the chief's files
         label = f"{methods.variant_of(config).name} {Path(config.workdir).name}"
         out += [
             keras.callbacks.TensorBoard(str(Path(config.workdir) / workdir.TENSORBOARD)),
@@ -403,7 +411,7 @@ def protocol_callbacks(
     return out
 
 
-def _finish(model, engine, config, dataset, protocol: callbacks_lib.ProtocolState, own: workdir.RunDir, chief: bool):
+def _finish(model, engine, config, dataset, protocol: callbacks_lib.ProtocolState, own: workdir.RunDir):
     selection = protocol.selection
     best = engine.gather(-1 if selection["best_epoch"] is None else selection["best_epoch"])
     if len(set(best)) != 1 or best[0] < 0:
@@ -420,7 +428,7 @@ def _finish(model, engine, config, dataset, protocol: callbacks_lib.ProtocolStat
         model.save_weights(tmp)
     with workdir.atomic_path(own.file(workdir.BEST_MODEL)) as tmp:
         model.save(tmp)
-    if chief:
+    if engine.is_chief:
         own.write_results(results)
         logging.info(
             "[%s] test accuracy %s at best epoch %d (val %.4f); results in %s",
@@ -431,7 +439,7 @@ def _finish(model, engine, config, dataset, protocol: callbacks_lib.ProtocolStat
             own.file(workdir.RESULTS),
         )
     shutil.rmtree(own.checkpoint_dir, ignore_errors=True)
-    if not chief:
+    if not engine.is_chief:
         shutil.rmtree(own.path, ignore_errors=True)
         with contextlib.suppress(OSError):
             own.path.parent.rmdir()  # the last worker out removes workers/
@@ -453,6 +461,7 @@ def _results(config, dataset, selection: dict, test_logs: dict | None) -> dict:
         "validation_noise_rate": dataset.validation.noise_rate if dataset.truth_known else None,
         "num_train_examples": len(dataset.train) + dataset.num_dropped,
         "num_train_examples_used": len(dataset.train),
+        "batch_size": config.resolved_batch_size(len(dataset.train)),
         "train_wall_time_s": selection["train_seconds"],
         "versions": workdir.library_versions(),
         "config": config.to_dict(),

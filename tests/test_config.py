@@ -34,7 +34,7 @@ def _config(tmp_path, **changes):
         (dict(epochs=0), "--epochs=0 is not allowed: it must be an integer >= 1"),
         (dict(epochs=-3), "--epochs=-3"),
         (dict(patience=0), "--patience=0"),
-        (dict(batch_size=0), "--batch_size=0"),
+        (dict(batch_size=-1), "--batch_size=-1 is not allowed: it must be an integer >= 0"),
         (dict(learning_rate=0.0), "--learning_rate=0.0 is not allowed with --method=ce: it must be > 0"),
         (dict(num_train_examples=0), "--num_train_examples=0"),
         (dict(warmup_epochs=5, epochs=5), "--warmup_epochs=5 is not allowed: it must be < --epochs=5"),

@@ -173,20 +173,40 @@ def test_sample_gradient_helper_statistics(predictor):
 
 
 def test_warmup_freezes_classifier_then_releases_it(rng):
-    model = LimitModel(_cnn(), _cnn(), predictor="laplace", beta=1.0, warmup_epochs=2)
+    model = LimitModel(_cnn(), _cnn(), predictor="laplace", beta=1.0, warmup_steps=6)
     model.compile(keras.optimizers.Adam(1e-2))
     x, y = _images(rng, 48), rng.integers(0, K, 48)
-    clf_before = [np.asarray(w).copy() for w in model.classifier.weights]  # batch-norm statistics included
+    clf_before = [np.asarray(w).copy() for w in model.classifier.trainable_weights]
     q_before = [np.asarray(w).copy() for w in model.predictor_network.trainable_weights]
-    model.fit(x, y, batch_size=16, epochs=2, verbose=0)
-    for before, after in zip(clf_before, model.classifier.weights, strict=True):
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0)  # 6 steps: the warm-up
+    for before, after in zip(clf_before, model.classifier.trainable_weights, strict=True):
         np.testing.assert_array_equal(before, np.asarray(after))
+    assert int(model.optimizer.iterations) == 0 and int(model.predictor_optimizer.iterations) == 6
     assert any(
         not np.allclose(b, np.asarray(a))
         for b, a in zip(q_before, model.predictor_network.trainable_weights, strict=True)
     )
     model.fit(x, y, batch_size=16, epochs=3, initial_epoch=2, verbose=0)
-    assert any(not np.allclose(b, np.asarray(a)) for b, a in zip(clf_before, model.classifier.weights, strict=True))
+    assert int(model.optimizer.iterations) == 3
+    assert any(
+        not np.allclose(b, np.asarray(a)) for b, a in zip(clf_before, model.classifier.trainable_weights, strict=True)
+    )
+
+
+def test_the_first_step_after_warmup_is_adams_first_step(rng):
+    """The warm-up leaves the classifier's optimizer as new: its first real step is Adam's first."""
+    x, y = _images(rng, 16), rng.integers(0, K, 16)
+    warm = LimitModel(_cnn(), _cnn(), predictor="gaussian", beta=1.0, warmup_steps=2)
+    warm.compile(keras.optimizers.Adam(1e-2))
+    warm.fit(x, y, batch_size=16, epochs=2, verbose=0)  # two frozen steps
+    fresh = LimitModel(_cnn(), _cnn(), predictor="gaussian", beta=1.0)
+    fresh.compile(keras.optimizers.Adam(1e-2))
+    fresh.set_weights(warm.get_weights())  # the same networks, batch-norm statistics and q included
+    before = [np.asarray(w).copy() for w in warm.classifier.trainable_weights]
+    for model in (warm, fresh):
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    for b, w, f in zip(before, warm.classifier.trainable_weights, fresh.classifier.trainable_weights, strict=True):
+        np.testing.assert_allclose(np.asarray(w) - b, np.asarray(f) - b, rtol=1e-4, atol=1e-7)
 
 
 def test_init_copies_all_weights_of_source_into_q(rng, tmp_path):
@@ -225,7 +245,7 @@ VARIANTS = [
     dict(predictor="laplace", beta=10.0),
     dict(predictor="ce", beta=0.3),
     dict(predictor="gaussian", sample=True, sigma_q=0.03),
-    dict(predictor="laplace", sample=True, sigma_q=0.1, warmup_epochs=1),
+    dict(predictor="laplace", sample=True, sigma_q=0.1, warmup_steps=3),
 ]
 
 
@@ -391,7 +411,7 @@ def test_backup_and_restore_resumes_identically(rng, tmp_path):
         (dict(beta=float("nan")), "beta=nan"),
         (dict(sigma_q=-0.1), "sigma_q=-0.1 is not allowed"),
         (dict(sample=True, sigma_q=0.0), "with sample=True: it must be > 0"),
-        (dict(warmup_epochs=-2), "warmup_epochs=-2"),
+        (dict(warmup_steps=-2), "warmup_steps=-2"),
     ],
 )
 def test_bad_options(kwargs, match):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from limit_tf import config as config_lib
 from limit_tf import train, workdir
 from limit_tf.checkpoint import TrainingCheckpoint
 from limit_tf.config import ConfigError
@@ -266,8 +267,34 @@ def test_images_too_small_for_the_network_are_one_line_naming_the_fixes(tmp_path
 
 
 def test_too_few_gradient_steps_are_named_with_the_fix(tmp_path):
-    config = train.ExperimentConfig(workdir=str(tmp_path / "r"), epochs=30)
+    config = train.ExperimentConfig(workdir=str(tmp_path / "r"), epochs=30, batch_size=256)
     message = train.too_few_steps(config, num_train=83, steps_per_epoch=1)
     assert "only 30 gradient steps" in message and f"--epochs={train.MIN_STEPS}" in message
-    assert "--batch_size=8" in message
+    assert "--batch_size=32" in message  # what auto would have taken
     assert train.too_few_steps(config.replace(epochs=400), num_train=83, steps_per_epoch=2) is None
+    # The default (auto) batch already is the small one: only the epochs are named.
+    auto = train.too_few_steps(config.replace(batch_size=0), num_train=83, steps_per_epoch=3)
+    assert "--batch_size=32 make 3 steps" in auto and ", or --batch_size" not in auto
+
+
+@pytest.mark.parametrize(
+    "num_train, batch", [(60_000, 256), (1000, 256), (512, 256), (511, 128), (364, 128), (114, 32), (20, 8), (1, 8)]
+)
+def test_the_auto_batch_keeps_the_papers_256_and_gives_small_data_two_steps_an_epoch(num_train, batch):
+    assert config_lib.auto_batch_size(num_train) == batch
+    assert train.ExperimentConfig(workdir="w").resolved_batch_size(num_train) == batch
+    assert train.ExperimentConfig(workdir="w", batch_size=100).resolved_batch_size(num_train) == 100
+
+
+def test_a_small_table_trains_with_the_auto_batch_and_records_it(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = ["a,b,label"] + [f"{rng.normal():.3f},{rng.normal():.3f},{k % 2}" for k in range(100)]
+    table = tmp_path / "t.csv"
+    table.write_text("\n".join(rows) + "\n")
+    config = train.ExperimentConfig(
+        workdir=str(tmp_path / "run"), dataset=f"csv:{table}", noise="none", epochs=2, patience=2
+    )
+    results = train.run_experiment(config)
+    used = results["num_train_examples_used"]
+    assert results["batch_size"] == config_lib.auto_batch_size(used) < 256
+    assert (tmp_path / "run" / "metrics.csv").is_file()

@@ -23,7 +23,9 @@ import keras
 import keras_tuner as kt
 
 from limit_tf import builders, methods
+from limit_tf import callbacks as callbacks_lib
 from limit_tf import data as data_lib
+from limit_tf import train as train_lib
 from limit_tf.config import ConfigError, ExperimentConfig
 
 
@@ -144,6 +146,7 @@ class MethodHyperModel(kt.HyperModel):
             self.dataset.input_shape,
             init_weights=self.init_weights,
             train_inputs=data_lib.to_tf_dataset(self.dataset, "train", batch_size=1024, inputs_only=True),
+            steps_per_epoch=data_lib.steps_per_epoch(self.dataset, config.resolved_batch_size(len(self.dataset.train))),
         )
         return builders.build_method(ctx)
 
@@ -155,9 +158,16 @@ class MethodHyperModel(kt.HyperModel):
         initial = kwargs.get("initial_epoch", 0)
         train, steps = data_lib.training_stream(
             self.dataset,
-            batch_size=config.batch_size,
+            batch_size=config.resolved_batch_size(len(self.dataset.train)),
             epochs=epochs,
             seed=config.seed + self.execution,
             first_epoch=initial,
         )
+        # The runner's selection: the same validation pass, NaN guard, best epoch and patience.
+        kwargs.pop("validation_data", None)
+        protocol = callbacks_lib.ProtocolState(None, callbacks_lib.initial_state(), config.patience, None)
+        selection = train_lib.selection_callbacks(
+            model, config.replace(track_test_accuracy=False), self.dataset, protocol, False
+        )
+        kwargs["callbacks"] = [*selection, *kwargs.get("callbacks", [])]
         return model.fit(train, steps_per_epoch=steps, epochs=epochs, shuffle=False, **kwargs)

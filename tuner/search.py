@@ -332,7 +332,6 @@ def run_search(
     import keras
     from keras_tuner.src.distribute import utils as kt_dist
 
-    from limit_tf import data as data_lib
     from limit_tf import distribute, train
     from tuner.hypermodel import MethodHyperModel
 
@@ -358,16 +357,11 @@ def run_search(
         strategy=strategy,
     )
     tuner._expected_trials = expected_trials(space, oracle, max_trials)
-    stop = keras.callbacks.EarlyStopping("val_accuracy", mode="max", patience=base.patience)
     logging.info(
         "search: %s over %s, up to %d trials", oracle, {**space.values, **space.ranges}, tuner._expected_trials
     )
-    tuner.search(
-        validation_data=data_lib.to_tf_dataset(dataset, "validation", batch_size=1024),
-        epochs=base.epochs,
-        callbacks=[stop, *callbacks],
-        verbose=0,
-    )
+    # Each trial selects its epoch as the runner does (MethodHyperModel.fit: the runner's selection callbacks).
+    tuner.search(epochs=base.epochs, callbacks=list(callbacks), verbose=0)
     if kt_dist.has_chief_oracle() and not kt_dist.is_chief_oracle():
         logging.info("worker %s: no trials left", os.environ.get("KERASTUNER_TUNER_ID"))
         return None
