@@ -104,15 +104,15 @@ def cross_validated_probabilities(base, dataset, folds: int, root: Path) -> np.n
 
 
 def one_cell(base, root: Path) -> dict:
-    from limit_tf import detection, train
+    from limit_tf import detection, runs, train
 
-    dataset = train.load_data(base)
+    dataset = runs.load_data(base)
     mask = dataset.train.noise_mask
     labels = dataset.train.labels
     out = {"noise_rate": base.noise_rate, "seed": base.seed, "realized_noise_rate": float(mask.mean()), "methods": {}}
     limit = base.replace(method=methods.LIMIT, workdir=str(root / "limit_l"))
     train.run_experiment(limit, dataset=dataset)
-    summary = detection.detect_in_run(limit.workdir, score="limit")
+    summary = runs.detect_in_run(limit.workdir, score="limit")
     out["methods"]["LIMIT_L (limit score)"] = {
         "roc_auc": summary["roc_auc"],
         "average_precision": summary["average_precision"],

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from limit_tf import losses, methods, models
-from limit_tf.config import ExperimentConfig
+from limit_tf import data as data_lib
+from limit_tf import inference, losses, methods, models, workdir
+from limit_tf.config import ConfigError, ExperimentConfig
 from limit_tf.gradient_noise import GradientNoiseModel
 from limit_tf.limit import LimitModel
 from limit_tf.model_base import ClassifierWrapper
@@ -199,3 +201,32 @@ def classifier_of(model: keras.Model) -> keras.Model:
 def predictor_of(model: keras.Model) -> keras.Model | None:
     """The q-network of a model that has one (LIMIT, soft regularization), else None."""
     return model.predictor_network if isinstance(model, ClassifierWrapper) else None
+
+
+def build_for_data(config: ExperimentConfig, dataset, strategy) -> keras.Model:
+    """Seeds (and, with ``deterministic``, fixes op order), then builds the method under the strategy."""
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    init = str(Path(config.init_from) / workdir.BEST_WEIGHTS) if config.init_from else None
+    ctx = MethodContext(
+        config=config,
+        num_classes=dataset.num_classes,
+        input_shape=dataset.input_shape,
+        init_weights=init,
+        train_inputs=data_lib.to_tf_dataset(
+            dataset, "train", batch_size=inference.evaluation_settings(dataset.input_shape)[1], inputs_only=True
+        ),
+        steps_per_epoch=data_lib.steps_per_epoch(dataset, config.resolved_batch_size(len(dataset.train))),
+    )
+    with strategy.scope():
+        try:
+            return build_method(ctx)
+        except ValueError as e:  # e.g. --init_from weights that do not fit
+            if "output size would be zero or negative" in str(e) or "negative dimension" in str(e).lower():
+                size = "x".join(str(d) for d in dataset.input_shape[:-1])
+                raise ConfigError(
+                    f"the inputs are {size} images, too small for --architecture={config.resolved_architecture}: "
+                    "resize them with --image_size=28, or use --architecture=mlp."
+                ) from None
+            raise ConfigError(str(e).splitlines()[0]) from None

@@ -1,6 +1,6 @@
 """What detection writes: the ranked list of label issues, its summary and figures.
 
-In the output folder of :func:`limit_tf.detection.detect_in_run`:
+In the output folder of :func:`limit_tf.runs.detect_in_run`:
 
 - ``label_issues.csv``: one row per training example, most suspicious
   first. Its first column says where the example is in your data: ``path``
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,33 @@ def suspects_grid(path: Path, detection, observed, images, class_names, truth=No
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
+
+
+def describe(summary: dict, out_dir, top: int = 5) -> str:
+    """What a detection found, in a few lines for a person (``detection.json`` holds everything)."""
+    n, flagged = summary["num_examples"], summary["num_flagged"]
+    how = "as many as estimated" if summary["flagged_by"] == "estimate" else "by your budget or threshold"
+    lines = [
+        f"{n} training examples; estimated {summary['estimated_issues']} wrong labels "
+        f"({100 * summary['estimated_noise_rate']:.1f}%, confident learning on the classifier's probabilities); "
+        f"flagged {flagged} ({how}) by the {summary['score']} score."
+    ]
+    if summary["truth_known"]:
+        lines.append(
+            f"Known truth: {100 * summary['realized_noise_rate']:.1f}% of the labels are wrong; "
+            f"ROC AUC {summary['roc_auc']:.4f}, flagged precision {summary['precision']:.3f}, "
+            f"recall {summary['recall']:.3f}."
+        )
+    with open(Path(out_dir) / ISSUES, newline="") as f:
+        rows = list(itertools.islice(csv.DictReader(f), top))
+    if rows:
+        where = next(iter(rows[0]))  # the first column: path, line, x_index, origin or source_index
+        shown = WHERE.get(where, "{}")
+        lines.append(f"Most suspicious (by the {where!r} column of {ISSUES}):")
+        lines += [
+            f"  {shown.format(r[where])}: labelled {r['observed_label']}, looks like {r['suggested_label']} "
+            f"(score {r['score']})"
+            for r in rows
+        ]
+    lines.append(f"Written: {out_dir}/ ({ISSUES}, {SUMMARY}, figures).")
+    return "\n".join(lines)

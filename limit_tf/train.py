@@ -26,10 +26,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 from absl import logging
 
-from limit_tf import builders, distribute, inference, methods, workdir
+from limit_tf import builders, distribute, inference, methods, runs, workdir
 from limit_tf import callbacks as callbacks_lib
 from limit_tf import data as data_lib
 from limit_tf import engine as engine_lib
@@ -37,91 +36,14 @@ from limit_tf.checkpoint import TrainingCheckpoint
 from limit_tf.config import PAPER_BATCH_SIZE, ConfigError, ExperimentConfig, auto_batch_size
 
 TrainingDivergedError = callbacks_lib.TrainingDivergedError
+# Where they live now (0.2 had them here): a config's data is read by the run reader, its model built by the builders.
+load_data = runs.load_data
+build_model = builders.build_for_data
 
 
 def eval_batch_size(input_shape) -> int:
     """The inference batch of the per-epoch evaluation and the test pass (:func:`inference.evaluation_settings`)."""
     return inference.evaluation_settings(input_shape)[1]
-
-
-def load_data(config: ExperimentConfig) -> data_lib.NoisyDataset:
-    """The config's noisy dataset (split, subset and noise fixed by ``noise_seed``), cleaned with ``clean_from``."""
-    dataset = _load_data(config)
-    return cleaned(dataset, config) if config.clean_from else dataset
-
-
-def cleaned(dataset: data_lib.NoisyDataset, config: ExperimentConfig) -> data_lib.NoisyDataset:
-    """The training split without (``drop``) or relabelled at (``relabel``) the examples that
-    ``clean_from``'s detection flagged; its detection runs first if it has not."""
-    import dataclasses
-
-    from limit_tf import detection, issue_report
-
-    source = Path(config.clean_from)
-    candidates = sorted(source.glob(f"{detection.output_dir('', config.clean_score or '*')}/{issue_report.ISSUES}"))
-    if not candidates:
-        score = detection.detect_in_run(source, score=config.clean_score)["score"]
-        candidates = [detection.output_dir(source, score) / issue_report.ISSUES]
-    if config.clean_score is None and len(candidates) > 1:
-        raise ConfigError(
-            f"--clean_from={config.clean_from!r} has several detections ({', '.join(c.parent.name for c in candidates)}); "
-            "choose one with --clean_score."
-        )
-    flagged, suggested = issue_report.read_flags(candidates[0])
-    if len(flagged) != len(dataset.train):
-        raise ConfigError(
-            f"{candidates[0]} has {len(flagged)} examples, this run's training split {len(dataset.train)}: "
-            "the runs do not share their training data."
-        )
-    train = dataset.train
-    if config.clean == "drop":
-        keep = ~flagged
-        pick = lambda a: None if a is None else a[keep]  # noqa: E731
-        train = data_lib.Split(
-            *(pick(getattr(train, f)) for f in ("x", "labels", "clean_labels", "source_indices", "origins"))
-        )
-    else:
-        index = {name: k for k, name in enumerate(dataset.class_names)}
-        labels = np.where(flagged, [index[name] for name in suggested], train.labels).astype(np.int64)
-        train = dataclasses.replace(train, labels=labels)
-    logging.info(
-        "cleaned with %s: %s %d of %d training examples",
-        candidates[0],
-        "dropped" if config.clean == "drop" else "relabelled",
-        int(flagged.sum()),
-        len(flagged),
-    )
-    return dataclasses.replace(dataset, train=train, num_dropped=len(flagged) - len(train))
-
-
-def _load_data(config: ExperimentConfig) -> data_lib.NoisyDataset:
-    if config.user_data:
-        return data_lib.load_user_dataset(
-            config.dataset,
-            test_data=config.test_data,
-            data_dir=config.data_dir,
-            image_size=config.image_size,
-            label_column=config.label_column,
-            allow_download=config.allow_download,
-            validation_fraction=config.validation_fraction,
-            num_train_examples=config.num_train_examples,
-            noise=config.noise,
-            noise_rate=config.noise_rate,
-            clean_validation=config.clean_validation,
-            seed=config.noise_seed,
-        )
-    return data_lib.load_noisy_dataset(
-        config.dataset,
-        data_dir=config.data_dir,
-        num_train_examples=config.num_train_examples,
-        noise=config.noise,
-        noise_rate=config.noise_rate,
-        clean_validation=config.clean_validation,
-        seed=config.noise_seed,
-        source=config.data_source,
-        allow_download=config.allow_download,
-        verify=config.verify_data,
-    )
 
 
 def _stored_config(run: workdir.RunDir) -> ExperimentConfig | None:
@@ -239,35 +161,6 @@ def finished_results(config: ExperimentConfig) -> dict | None:
         )
     check_data_unchanged(config)
     return results
-
-
-def build_model(config: ExperimentConfig, dataset: data_lib.NoisyDataset, strategy) -> keras.Model:
-    """Seeds (and, with ``deterministic``, fixes op order), then builds the method under the strategy."""
-    keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    init = str(Path(config.init_from) / workdir.BEST_WEIGHTS) if config.init_from else None
-    ctx = builders.MethodContext(
-        config=config,
-        num_classes=dataset.num_classes,
-        input_shape=dataset.input_shape,
-        init_weights=init,
-        train_inputs=data_lib.to_tf_dataset(
-            dataset, "train", batch_size=eval_batch_size(dataset.input_shape), inputs_only=True
-        ),
-        steps_per_epoch=data_lib.steps_per_epoch(dataset, config.resolved_batch_size(len(dataset.train))),
-    )
-    with strategy.scope():
-        try:
-            return builders.build_method(ctx)
-        except ValueError as e:  # e.g. --init_from weights that do not fit
-            if "output size would be zero or negative" in str(e) or "negative dimension" in str(e).lower():
-                size = "x".join(str(d) for d in dataset.input_shape[:-1])
-                raise ConfigError(
-                    f"the inputs are {size} images, too small for --architecture={config.resolved_architecture}: "
-                    "resize them with --image_size=28, or use --architecture=mlp."
-                ) from None
-            raise ConfigError(str(e).splitlines()[0]) from None
 
 
 def run_experiment(config: ExperimentConfig, *, callbacks=(), dataset: data_lib.NoisyDataset | None = None) -> dict:

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from limit_tf import LimitModel, detection, models, train, workdir
+from limit_tf import LimitModel, detection, issue_report, models, runs, train, workdir
 from limit_tf.config import ExperimentConfig
 from tests.conftest import tiny_config, write_fake_mnist
 
@@ -48,26 +48,64 @@ def test_evaluate_uses_known_mask():
     assert random["roc_auc"] == pytest.approx(0.5, abs=0.06)
 
 
+def test_detect_flags_the_estimated_number_and_measures_against_the_truth():
+    rng = np.random.default_rng(1)
+    n, k = 400, 4
+    clean = rng.integers(0, k, n)
+    wrong = rng.random(n) < 0.25
+    observed = np.where(wrong, (clean + 1) % k, clean)
+    probs = np.full((n, k), 0.1 / (k - 1))
+    probs[np.arange(n), clean] = 0.9  # a classifier that did not learn the wrong labels
+    scores = detection.self_confidence_score(probs, observed)
+    found, estimate, summary = detection.detect(scores, probs, observed, noise_mask=wrong)
+    assert estimate.num_issues == wrong.sum() == summary["num_flagged"] == found.flagged.sum()
+    np.testing.assert_array_equal(found.flagged, wrong)
+    assert summary["roc_auc"] == 1.0 and summary["flagged_by"] == "estimate"
+    _, _, by_budget = detection.detect(scores, probs, observed, budget=10)
+    assert by_budget["num_flagged"] == 10 and "roc_auc" not in by_budget
+
+
+def test_clean_drops_or_relabels_the_flagged_examples(rng):
+    from limit_tf import data
+
+    x = rng.normal(size=(30, 3)).astype(np.float32)
+    y = np.arange(30) % 3
+    ds = data.from_arrays(x, y, x_test=x[:6], y_test=y[:6], noise="none", class_names=["a", "b", "c"])
+    flagged = np.zeros(len(ds.train), bool)
+    flagged[[0, 3]] = True
+    dropped = data.clean(ds, flagged, ["c"] * len(ds.train), "drop")
+    assert len(dropped.train) == len(ds.train) - 2 and dropped.num_dropped == 2
+    np.testing.assert_array_equal(dropped.train.labels, ds.train.labels[~flagged])
+    relabelled = data.clean(ds, flagged, ["c"] * len(ds.train), "relabel")
+    np.testing.assert_array_equal(relabelled.train.labels, np.where(flagged, 2, ds.train.labels))
+    with pytest.raises(ValueError, match="mode='fix' is not allowed"):
+        data.clean(ds, flagged, ["c"] * len(ds.train), "fix")
+
+
 def test_score_examples_with_a_limit_model_and_a_plain_classifier(rng):
     net = lambda: models.build_model("mlp", 3, (5,))  # noqa: E731
     model = LimitModel(net(), net())
     x = rng.normal(size=(20, 5)).astype(np.float32)
     y = rng.integers(0, 3, 20)
-    scores = detection.score_examples(model, x, y, "limit")
+    scores = runs.score_examples(model, x, y, "limit")
     r = keras.ops.convert_to_numpy(keras.ops.softmax(model.predictor_network(x)))
     np.testing.assert_allclose(scores, np.linalg.norm(np.eye(3)[y] - r, axis=1), rtol=1e-5)
-    assert detection.score_examples(net(), x, y, "self_confidence").shape == (20,)
+    plain = net()
+    s = keras.ops.convert_to_numpy(keras.ops.softmax(plain(x)))
+    np.testing.assert_allclose(
+        runs.score_examples(plain, x, y, "self_confidence"), 1 - s[np.arange(20), y], rtol=1e-5, atol=1e-6
+    )
     with pytest.raises(ValueError, match="needs a model with a q-network"):
-        detection.score_examples(net(), x, y, "limit")
+        runs.score_examples(net(), x, y, "limit")
     with pytest.raises(ValueError, match="unknown score 'loss'"):
-        detection.score_examples(net(), x, y, "loss")
+        runs.score_examples(net(), x, y, "loss")
 
 
 def test_detect_in_run_writes_outputs(tmp_path):
     write_fake_mnist(tmp_path / "data", n_train=300, n_test=50)
     config = tiny_config(tmp_path / "run", tmp_path / "data", method="limit", predictor="laplace", beta=1.0, epochs=1)
     train.run_experiment(config)
-    report = detection.detect_in_run(tmp_path / "run")  # LIMIT: the limit score by default
+    report = runs.detect_in_run(tmp_path / "run")  # LIMIT: the limit score by default
     out = tmp_path / "run" / "detection_limit"
     assert {"roc_auc", "average_precision", "precision", "recall", "f1", "realized_noise_rate"} <= set(report)
     assert report["flagged_by"] == "estimate" and report["num_flagged"] == report["estimated_issues"]
@@ -81,7 +119,7 @@ def test_detect_in_run_writes_outputs(tmp_path):
     assert rows[0]["true_label"] == str(labels["train_clean_labels"][first])
     assert float(rows[0]["score"]) >= float(rows[-1]["score"])
     assert (out / "score_histogram.png").is_file() and (out / "suspects_grid.png").is_file()
-    text = detection.describe(report, out).splitlines()  # what the command prints
+    text = issue_report.describe(report, out).splitlines()  # what the command prints
     assert text[0].startswith(f"200 training examples; estimated {report['estimated_issues']} wrong labels")
     assert text[1].startswith(f"Known truth: {100 * report['realized_noise_rate']:.1f}% of the labels are wrong")
     assert text[2] == "Most suspicious (by the 'source_index' column of label_issues.csv):"
@@ -89,16 +127,16 @@ def test_detect_in_run_writes_outputs(tmp_path):
         f"  training example {rows[0]['source_index']}: labelled {rows[0]['observed_label']}, "
         f"looks like {rows[0]['suggested_label']} (score {rows[0]['score']})"
     )
-    assert detection.detect_in_run(tmp_path / "run", score="normalized_margin")["num_examples"] == 200
+    assert runs.detect_in_run(tmp_path / "run", score="normalized_margin")["num_examples"] == 200
     # A damaged best.keras: the run's weights file serves instead, with a warning (not "File not found").
     (tmp_path / "run" / "best.keras").write_bytes(b"garbage")
-    again = detection.detect_in_run(tmp_path / "run", out_dir=tmp_path / "again")
+    again = runs.detect_in_run(tmp_path / "run", out_dir=tmp_path / "again")
     assert again["num_flagged"] == report["num_flagged"] and again["roc_auc"] == pytest.approx(report["roc_auc"])
     (tmp_path / "run" / "best.weights.h5").unlink()
     with pytest.raises(
         workdir.CorruptFileError, match=r"best.keras is not a readable Keras model .* train the run again"
     ):
-        detection.detect_in_run(tmp_path / "run")
+        runs.detect_in_run(tmp_path / "run")
 
 
 def test_an_unfinished_run_is_scored_with_its_best_epoch_so_far_and_a_warning(tmp_path, caplog):
@@ -116,11 +154,11 @@ def test_an_unfinished_run_is_scored_with_its_best_epoch_so_far_and_a_warning(tm
         train.run_experiment(config, callbacks=[Stop()])
     assert not workdir.RunDir(tmp_path / "run").finished
     with caplog.at_level("WARNING"):
-        report = detection.detect_in_run(tmp_path / "run", score="limit", budget=0.5)
+        report = runs.detect_in_run(tmp_path / "run", score="limit", budget=0.5)
     assert report["num_flagged"] == 100
     assert any("is unfinished (2 of at most 3 epochs)" in r.getMessage() for r in caplog.records)
     with pytest.raises(FileNotFoundError, match="not a run's work dir"):
-        detection.detect_in_run(tmp_path / "nothing")
+        runs.detect_in_run(tmp_path / "nothing")
 
 
 def test_the_noise_estimate_from_label_free_probabilities():
@@ -156,7 +194,7 @@ def test_find_clean_and_retrain_on_an_image_folder(tmp_path):
     config = ExperimentConfig(workdir=str(tmp_path / "limit"), method="limit", predictor="laplace", beta=1.0, **base)
     first = train.run_experiment(config)
     assert first["test_accuracy"] is None and first["realized_noise_rate"] is None  # no test set, truth unknown
-    summary = detection.detect_in_run(tmp_path / "limit")
+    summary = runs.detect_in_run(tmp_path / "limit")
     assert summary["score"] == "limit" and not summary["truth_known"]
     assert summary["estimated_noise_rate"] == pytest.approx(wrong.mean(), abs=0.1)
     with open(tmp_path / "limit" / "detection_limit" / issue_report.ISSUES) as f:
@@ -184,7 +222,7 @@ def test_find_clean_and_retrain_on_an_image_folder(tmp_path):
     fresh = ExperimentConfig(
         workdir=str(tmp_path / "ce_fresh"), method="ce", clean_from=str(tmp_path / "limit"), **base
     )
-    assert len(train.cleaned(train.load_data(fresh.replace(clean_from=None)), fresh).train) == len(rows) - len(flagged)
+    assert len(runs.cleaned(runs.load_data(fresh.replace(clean_from=None)), fresh).train) == len(rows) - len(flagged)
     assert (tmp_path / "limit" / "detection_limit" / issue_report.ISSUES).is_file()
     with pytest.raises(Exception, match="trained on other data"):
         train.prepare(ExperimentConfig(workdir=str(tmp_path / "x"), method="ce", clean_from=str(tmp_path / "limit")))

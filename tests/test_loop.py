@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 
 from limit_tf import LimitModel, distribute, loop
-from limit_tf.config import ConfigError, check_tf_config
 from limit_tf.checkpoint import TrainingCheckpoint
+from limit_tf.config import ConfigError, check_tf_config
 from tests.conftest import REPO
 
 

@@ -31,6 +31,7 @@ from limit_tf.data.pipeline import steps_per_epoch, to_tf_dataset, training_stre
 from limit_tf.data.protocol import (
     NoisyDataset,
     Split,
+    clean,
     from_arrays,
     load_noisy_dataset,
     load_user_dataset,
@@ -57,6 +58,7 @@ __all__ = [
     "load_clothing1m",
     "load_noisy_dataset",
     "load_user_dataset",
+    "clean",
     "load_raw",
     "make_noisy_splits",
     "read_idx",

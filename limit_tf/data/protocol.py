@@ -474,3 +474,35 @@ def _aligned(test, train, where: str):
     index = {name: k for k, name in enumerate(train.class_names)}
     y = np.asarray([index[test.class_names[label]] for label in test.y], np.int64)
     return dataclasses.replace(test, y=y, class_names=train.class_names)
+
+
+CLEAN_MODES = ("drop", "relabel")
+
+
+def clean(dataset: NoisyDataset, flagged, suggested, mode: str = "drop") -> NoisyDataset:
+    """The dataset with its training split cleaned of the ``flagged`` examples.
+
+    Args:
+      dataset: the noisy dataset.
+      flagged: a boolean mask over the training split (a detection's flags).
+      suggested: per training example, the class name to relabel it with.
+      mode: ``drop`` removes the flagged examples; ``relabel`` gives them
+        their suggested class.
+    """
+    flagged = np.asarray(flagged, bool)
+    if mode not in CLEAN_MODES:
+        raise ValueError(f"mode={mode!r} is not allowed; allowed: {', '.join(CLEAN_MODES)}.")
+    if flagged.shape != (len(dataset.train),):
+        raise ValueError(f"{flagged.size} flags for a training split of {len(dataset.train)} examples.")
+    train = dataset.train
+    if mode == "drop":
+        keep = ~flagged
+        pick = lambda a: None if a is None else a[keep]  # noqa: E731
+        train = Split(*(pick(getattr(train, f)) for f in ("x", "labels", "clean_labels", "source_indices", "origins")))
+    else:
+        index = {name: k for k, name in enumerate(dataset.class_names)}
+        labels = np.where(flagged, [index.get(name, -1) for name in suggested], train.labels).astype(np.int64)
+        if (labels < 0).any():
+            raise ValueError("a suggested label is not one of the dataset's classes.")
+        train = dataclasses.replace(train, labels=labels)
+    return dataclasses.replace(dataset, train=train, num_dropped=len(flagged) - len(train))

@@ -1,0 +1,243 @@
+"""Finding mislabeled training examples (paper Sec. 4.1 and appendix C): functions of arrays.
+
+Arrays in, arrays out; no files, no models (like cleanlab's ``rank`` and
+``filter``). A score per example, higher = the observed label is more
+likely wrong:
+
+- ``limit``: the distance between LIMIT's predicted and the cross-entropy
+  gradient w.r.t. the logits, ``||g_pred - g_ce|| = ||y - s(q(x))||``
+  (the paper's appendix C; docs/usage.md, "Your own data"): from q's
+  probabilities.
+- From any classifier's probabilities (CE-trained ones too):
+  ``cross_entropy`` (``-log s_y``), ``self_confidence`` (``1 - s_y``) and
+  ``normalized_margin`` (``max_{c != y} s_c - s_y``, in [-1, 1]).
+
+:func:`estimate_noise` estimates how many labels are wrong without being
+told (confident learning's per-class thresholds, on probabilities that did
+not learn the labels: LIMIT's classifier never sees them); :func:`rank`
+turns scores into ranked indices and a flag mask (that many, or a threshold
+or budget); :func:`evaluate` measures them against a known corruption mask
+with scikit-learn's metrics; :func:`detect` does the three in a row.
+
+A run's work dir is read by :mod:`limit_tf.runs` (``runs.detect_in_run``
+scores a trained run and writes ``label_issues.csv``); from the command
+line: ``python -m limit_tf.detection --run=RUN``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def _probs_and_observed(probs, labels) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(probs, np.float64)
+    y = np.asarray(labels).astype(np.int64).reshape(-1)
+    if p.ndim != 2 or p.shape[0] != y.shape[0]:
+        raise ValueError(f"probabilities {p.shape} and labels {y.shape} do not match: (N, K) and (N,) are required.")
+    if y.size and (y.min() < 0 or y.max() >= p.shape[1]):
+        raise ValueError(f"labels span [{y.min()}, {y.max()}]: they must lie in [0, {p.shape[1]}).")
+    return p, y
+
+
+def limit_score(predictor_probs, labels) -> np.ndarray:
+    """``||y - s(q(x))||_2``: LIMIT's predicted-vs-CE gradient distance."""
+    r, y = _probs_and_observed(predictor_probs, labels)
+    return np.linalg.norm(np.eye(r.shape[1])[y] - r, axis=1)
+
+
+def cross_entropy_score(probs, labels) -> np.ndarray:
+    """``-log s_y``: the loss of the observed label."""
+    p, y = _probs_and_observed(probs, labels)
+    return -np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1.0))
+
+
+def self_confidence_score(probs, labels) -> np.ndarray:
+    """``1 - s_y``: low confidence in the observed label."""
+    p, y = _probs_and_observed(probs, labels)
+    return 1.0 - p[np.arange(len(y)), y]
+
+
+def normalized_margin_score(probs, labels) -> np.ndarray:
+    """``max_{c != y} s_c - s_y``: another class beats the observed label."""
+    p, y = _probs_and_observed(probs, labels)
+    own = p[np.arange(len(y)), y]
+    others = p.copy()
+    others[np.arange(len(y)), y] = -np.inf
+    return others.max(axis=1) - own
+
+
+SCORES: Mapping[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "limit": limit_score,
+    "cross_entropy": cross_entropy_score,
+    "self_confidence": self_confidence_score,
+    "normalized_margin": normalized_margin_score,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Detection:
+    """Ranked suspects.
+
+    Attributes:
+      scores: per-example scores (N,).
+      ranked: indices sorted from most to least suspicious.
+      flagged: boolean mask (N,) of the examples flagged as mislabeled.
+      threshold: the score at or above which an example is flagged.
+    """
+
+    scores: np.ndarray
+    ranked: np.ndarray
+    flagged: np.ndarray
+    threshold: float
+
+
+def rank(scores, *, threshold: float | None = None, budget: int | float | None = None) -> Detection:
+    """Ranks examples and flags those at or above ``threshold``, or the top ``budget``.
+
+    Args:
+      scores: (N,) scores, higher = more suspicious.
+      threshold: flag scores >= threshold.
+      budget: flag this many (an int) or this fraction (a float in (0, 1]) of
+        the most suspicious examples. Exactly one of threshold and budget.
+    """
+    s = np.asarray(scores, np.float64)
+    if s.ndim != 1 or not np.all(np.isfinite(s)):
+        raise ValueError("scores must be a 1-D array of finite numbers.")
+    if (threshold is None) == (budget is None):
+        raise ValueError("give exactly one of threshold= and budget=.")
+    if threshold is not None and not np.isfinite(threshold):
+        raise ValueError(f"threshold={threshold!r} is not allowed: it must be a finite number.")
+    ranked = np.argsort(-s, kind="stable")
+    if budget is not None:
+        count = int(round(budget * len(s))) if isinstance(budget, float) else int(budget)
+        if isinstance(budget, float) and not 0 < budget <= 1:
+            raise ValueError(f"budget={budget!r} is not allowed: a fraction must be in (0, 1].")
+        if not 0 <= count <= len(s):
+            raise ValueError(f"budget={budget!r} is not allowed: it must be between 0 and {len(s)} examples.")
+        flagged = np.zeros(len(s), bool)
+        flagged[ranked[:count]] = True
+        threshold = float(s[ranked[count - 1]]) if count else float("inf")
+    else:
+        flagged = s >= threshold
+    return Detection(scores=s, ranked=ranked, flagged=flagged, threshold=float(threshold))
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseEstimate:
+    """How many labels look wrong, estimated without knowing the noise rate.
+
+    Attributes:
+      num_issues: the estimated number of wrong labels.
+      noise_rate: ``num_issues`` over the number of examples.
+      thresholds: per class ``j``, the mean predicted probability of ``j``
+        over the examples labelled ``j``.
+      joint: (K, K) the calibrated confident joint, ``[given, likely true]``.
+      suggested: per example, the most probable class (the label to suggest).
+    """
+
+    num_issues: int
+    noise_rate: float
+    thresholds: np.ndarray
+    joint: np.ndarray
+    suggested: np.ndarray
+
+
+ESTIMATOR = (
+    "confident learning (Northcutt, Jiang & Chuang, 2021): per-class thresholds t_j = the mean predicted "
+    "probability of class j over the examples labelled j; an example labelled i counts as 'likely j' when j is "
+    "its most probable class among those whose probability reaches their threshold; the counts are calibrated "
+    "to the class sizes and the off-diagonal total is the estimate. Assumes class-conditional noise and "
+    "probabilities that did not learn the labels (LIMIT's classifier never sees them; a CE model's in-sample "
+    "probabilities have memorized some, which makes the estimate low)."
+)
+
+
+def estimate_noise(probs, labels) -> NoiseEstimate:
+    """Estimates the number of wrong labels from predicted probabilities (see :data:`ESTIMATOR`)."""
+    p, y = _probs_and_observed(probs, labels)
+    k = p.shape[1]
+    counts = np.bincount(y, minlength=k)
+    thresholds = np.array([p[y == j, j].mean() if counts[j] else 1.0 for j in range(k)])
+    above = p >= thresholds[None, :]
+    likely = np.where(above, p, -np.inf).argmax(axis=1)
+    confident = above.any(axis=1)
+    joint = np.zeros((k, k))
+    np.add.at(joint, (y[confident], likely[confident]), 1.0)
+    rows = joint.sum(axis=1, keepdims=True)
+    joint = np.divide(joint, rows, out=np.zeros_like(joint), where=rows > 0) * counts[:, None]
+    num = int(round(joint.sum() - np.trace(joint)))
+    return NoiseEstimate(num, num / max(len(y), 1), thresholds, joint, p.argmax(axis=1))
+
+
+def evaluate(detection: Detection, noise_mask, ks=(100, 1000)) -> dict[str, float]:
+    """Detection quality against the true corruption mask (scikit-learn metrics).
+
+    Returns ROC AUC, average precision, precision / recall / F1 of the flags,
+    and precision at k for each k in ``ks`` and at k = the number of
+    corrupted examples.
+    """
+    truth = np.asarray(noise_mask, bool)
+    if truth.shape != detection.scores.shape:
+        raise ValueError(f"noise_mask has shape {truth.shape}, scores {detection.scores.shape}: they must match.")
+    out = {
+        "num_examples": int(truth.size),
+        "num_corrupted": int(truth.sum()),
+        "num_flagged": int(detection.flagged.sum()),
+    }
+    if 0 < truth.sum() < truth.size:
+        out["roc_auc"] = float(skm.roc_auc_score(truth, detection.scores))
+        out["average_precision"] = float(skm.average_precision_score(truth, detection.scores))
+    precision, recall, f1, _ = skm.precision_recall_fscore_support(
+        truth, detection.flagged, average="binary", zero_division=0
+    )
+    out.update(precision=float(precision), recall=float(recall), f1=float(f1), threshold=detection.threshold)
+    for k in (*ks, int(truth.sum())):
+        if 0 < k <= truth.size:
+            out[f"precision_at_{k}"] = float(truth[detection.ranked[:k]].mean())
+    return out
+
+
+def detect(
+    scores, classifier_probs, labels, *, threshold: float | None = None, budget=None, noise_mask=None
+) -> tuple[Detection, NoiseEstimate, dict]:
+    """Ranks ``scores``, flags as many as :func:`estimate_noise` finds in ``classifier_probs`` (or by
+    ``threshold`` / ``budget``), and with a known ``noise_mask`` measures the result.
+
+    Returns:
+      ``(detection, estimate, summary)``; the summary holds the counts, the
+      estimate and, with ``noise_mask``, :func:`evaluate`'s metrics.
+    """
+    labels = np.asarray(labels)
+    estimate = estimate_noise(classifier_probs, labels)
+    by_estimate = threshold is None and budget is None
+    detection = rank(scores, threshold=threshold, budget=estimate.num_issues if by_estimate else budget)
+    summary = {
+        "num_examples": len(labels),
+        "num_flagged": int(detection.flagged.sum()),
+        "flagged_by": "estimate" if by_estimate else "budget or threshold",
+        "estimated_issues": estimate.num_issues,
+        "estimated_noise_rate": estimate.noise_rate,
+        "estimator": ESTIMATOR,
+        "threshold": detection.threshold,
+    }
+    if noise_mask is not None:
+        summary.update(evaluate(detection, noise_mask))
+    return detection, estimate, summary
+
+
+def score(name: str, probs: Mapping[str, np.ndarray], labels) -> np.ndarray:
+    """The score ``name`` from ``{"classifier": ..., "predictor": ...}`` probabilities (q's for ``limit``)."""
+    if name not in SCORES:
+        raise ValueError(f"unknown score {name!r}; allowed: {', '.join(SCORES)}.")
+    if name == "limit":
+        if probs.get("predictor") is None:
+            raise ValueError(
+                "score 'limit' needs a model with a q-network (LIMIT); "
+                "use cross_entropy, self_confidence or normalized_margin."
+            )
+        return limit_score(probs["predictor"], labels)
+    return SCORES[name](probs["classifier"], labels)
