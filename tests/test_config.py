@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from limit_tf.config import ConfigError, ExperimentConfig
+from limit_tf.config import ConfigError, ExperimentConfig, check_tf_config
 
 
 def _config(tmp_path, **changes):
@@ -140,3 +140,16 @@ def test_config_round_trips_through_json(tmp_path):
 def test_config_is_frozen(tmp_path):
     with pytest.raises(AttributeError):
         _config(tmp_path).beta = 2.0
+
+
+def test_tf_config_errors_name_the_problem():
+    with pytest.raises(ConfigError, match=r"TF_CONFIG.*not set"):
+        check_tf_config({})
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        check_tf_config({"TF_CONFIG": "{cluster"})
+    with pytest.raises(ConfigError, match="index 2 is not in its cluster"):
+        check_tf_config(
+            {"TF_CONFIG": json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}})}
+        )
+    good = {"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}
+    assert check_tf_config({"TF_CONFIG": json.dumps(good)}) == good

@@ -1,6 +1,5 @@
 """The distributed loop in process, under a 2-replica MirroredStrategy on two logical CPUs."""
 
-import json
 import os
 import subprocess
 import sys
@@ -12,7 +11,6 @@ import tensorflow as tf
 
 from limit_tf import LimitModel, distribute, loop
 from limit_tf.checkpoint import TrainingCheckpoint
-from limit_tf.config import ConfigError, check_tf_config
 from tests.conftest import REPO
 
 
@@ -111,19 +109,6 @@ def test_trainer_stops_on_chief_request_and_reraises_callback_errors(rng):
 
     with pytest.raises(ValueError, match="boom"):
         loop.DistributedTrainer(_limit()).fit(ds.repeat(), epochs=3, steps_per_epoch=1, callbacks=[Boom()])
-
-
-def test_tf_config_errors_name_the_problem():
-    with pytest.raises(ConfigError, match=r"TF_CONFIG.*not set"):
-        check_tf_config({})
-    with pytest.raises(ConfigError, match="not valid JSON"):
-        check_tf_config({"TF_CONFIG": "{cluster"})
-    with pytest.raises(ConfigError, match="index 2 is not in its cluster"):
-        check_tf_config(
-            {"TF_CONFIG": json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}})}
-        )
-    good = {"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}
-    assert check_tf_config({"TF_CONFIG": json.dumps(good)}) == good
 
 
 def test_runner_rejects_multi_worker_without_tf_config(tmp_path):

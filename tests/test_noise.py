@@ -15,9 +15,20 @@ def test_rows_sum_to_one(name, k):
 @pytest.mark.parametrize(
     "name,dataset", [("pair", "cifar10"), ("asymmetric", "mnist"), ("asymmetric", "cifar10"), ("none", "mnist")]
 )
-def test_named_ten_class_models_are_stochastic(name, dataset):
-    t = noise.transition_matrix(name, 10, 0.0 if name == "none" else 0.45, dataset)
-    np.testing.assert_allclose(t.sum(axis=1), 1.0)
+def test_named_ten_class_models_flip_the_papers_classes(name, dataset):
+    rate = 0.0 if name == "none" else 0.45
+    t = noise.transition_matrix(name, 10, rate, dataset)
+    flips = {
+        "pair": noise.CIFAR10_PAIR_FLIPS,
+        "asymmetric": noise.MNIST_PATRINI_FLIPS if dataset == "mnist" else noise.CIFAR10_PATRINI_FLIPS,
+        "none": {},
+    }[name]
+    expected = np.eye(10)
+    for source, target in flips.items():
+        expected[source, source], expected[source, target] = 1 - rate, rate
+    np.testing.assert_allclose(t, expected)
+    if name == "pair":
+        assert t[9, 1] == pytest.approx(0.45) and t[3, 5] == pytest.approx(0.45)  # truck->automobile, cat->dog
 
 
 def test_uniform_never_keeps_label_on_corruption_and_symmetric_may():

@@ -198,12 +198,16 @@ def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, fake_data):
 
 
 def test_init_from_a_ce_run_and_a_mismatched_one_is_refused_before_anything_is_written(tmp_path, fake_data):
-    ce = train.run_experiment(_config(tmp_path, fake_data, method="ce", epochs=1, workdir=tmp_path / "ce"))
-    assert ce["epochs_run"] == 1
+    train.run_experiment(_config(tmp_path, fake_data, method="ce", epochs=1, workdir=tmp_path / "ce"))
     config = _config(
         tmp_path, fake_data, method="limit", predictor="laplace", beta=1.0, epochs=1, init_from=str(tmp_path / "ce")
     )
-    assert train.run_experiment(config)["epochs_run"] == 1
+    dataset = train.load_data(config)
+    model = train.build_model(config, dataset, tf.distribute.get_strategy())  # "+init": q starts as the CE model
+    ce = keras.models.load_model(tmp_path / "ce" / workdir.BEST_MODEL)
+    np.testing.assert_array_equal(np.asarray(model.predictor_network.weights[0]), np.asarray(ce.weights[0]))
+    assert not np.array_equal(np.asarray(model.classifier.weights[0]), np.asarray(ce.weights[0]))
+    assert train.run_experiment(config)["test_accuracy"] is not None
     wrong = _config(
         tmp_path,
         fake_data,

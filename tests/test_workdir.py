@@ -73,8 +73,22 @@ def test_unusable_dir_problems(tmp_path):
 
 
 def test_versions_are_read_without_importing_tensorflow():
-    versions = workdir.library_versions()
-    assert set(versions) >= {"limit_tf", "python", "tensorflow", "keras", "numpy"}
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = (
+        "import json, sys\n"
+        "from limit_tf import workdir\n"
+        "versions = workdir.library_versions()\n"
+        "print(json.dumps({'versions': versions, 'tf_loaded': 'tensorflow' in sys.modules}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not out["tf_loaded"]
+    versions = out["versions"]
     assert all(versions[k] for k in ("limit_tf", "python", "keras", "numpy", "tensorflow"))
 
 
