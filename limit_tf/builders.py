@@ -1,8 +1,7 @@
 """The methods' builders: from a config to a compiled ``keras.Model``.
 
-:data:`BUILDERS` maps each method of the method table
-(:data:`limit_tf.methods.METHODS`, which says what a method *is*) to the
-function that builds it. A builder takes a :class:`MethodContext` and returns
+Each method of the method table (:data:`limit_tf.methods.METHODS`, which
+says what a method *is*) names its builder here (``MethodSpec.builder``). A builder takes a :class:`MethodContext` and returns
 a compiled model whose ``evaluate`` reports ``accuracy`` and whose
 ``predict`` returns the classifier's logits. Shared by the runner, the
 tuner, detection and the benchmarks.
@@ -11,6 +10,7 @@ tuner, detection and the benchmarks.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -120,6 +120,10 @@ def build_gce(ctx: MethodContext) -> keras.Model:
     return ctx.compile(ctx.network(), losses.GeneralizedCrossEntropy(ctx.config.gce_q))
 
 
+def build_sce(ctx: MethodContext) -> keras.Model:
+    return ctx.compile(ctx.network(), losses.SymmetricCrossEntropy(ctx.config.sce_alpha, ctx.config.sce_beta))
+
+
 def build_fw(ctx: MethodContext) -> keras.Model:
     """T estimated from the CE model's training predictions, then fine-tuned from it."""
     model = ctx.from_ce()
@@ -173,24 +177,15 @@ def build_limit(ctx: MethodContext) -> keras.Model:
     return ctx.compile(model)
 
 
-BUILDERS: dict[str, Callable[[MethodContext], keras.Model]] = {
-    "ce": build_ce,
-    "mae": build_mae,
-    "mse": build_mse,
-    "gce": build_gce,
-    "fw": build_fw,
-    "dmi": build_dmi,
-    "ce_gn": build_ce_gn,
-    "ce_ln": build_ce_ln,
-    "soft_reg": build_soft_reg,
-    "limit": build_limit,
-}
-
-
 def build_method(ctx: MethodContext) -> keras.Model:
-    """Builds and compiles the model of ``ctx.config.method``."""
-    methods.get(ctx.config.method)  # a clear error for an unknown name
-    return BUILDERS[ctx.config.method](ctx)
+    """Builds and compiles the model of ``ctx.config.method`` with the builder its spec names."""
+    return builder_of(ctx.config.method)(ctx)
+
+
+def builder_of(method: str) -> Callable[[MethodContext], keras.Model]:
+    """The function that builds ``method`` (its spec's ``builder``, ``"module:function"``)."""
+    module, _, function = methods.get(method).builder.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def classifier_of(model: keras.Model) -> keras.Model:

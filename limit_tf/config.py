@@ -82,8 +82,8 @@ def _field(default, help_text: str, **kwargs):
 
 
 @dataclasses.dataclass(frozen=True)
-class ExperimentConfig:
-    """Everything that defines one run. Defaults follow the paper's MNIST protocol."""
+class _Settings:
+    """The settings of a run that belong to no method (the methods' options are added from the table)."""
 
     workdir: str = _field("", "Directory for this run's outputs (required).")
     dataset: str = _field(
@@ -121,26 +121,9 @@ class ExperimentConfig:
         f"Method: {', '.join(methods.METHODS)}. --method=limit alone is LIMIT_L without sampling, beta 10 (the "
         "recommended setting: --predictor=laplace --beta=10).",
     )
-    predictor: str = _field(
-        "laplace", "LIMIT's q distribution: laplace (LIMIT_L, the default), gaussian (LIMIT_G) or ce."
-    )
-    sample: bool = _field(False, "LIMIT '+S': the classifier gets a sample around the predicted gradient.")
-    beta: float = _field(
-        10.0, "LIMIT's norm penalty beta (10 by default, chosen on MNIST and small tables; soft_reg: its beta)."
-    )
-    sigma_q: float = _field(0.0, "Std of LIMIT's sampled gradient (with --sample).")
-    warmup_epochs: int = _field(0, "LIMIT: epochs at the start during which only q trains.")
     init_from: str | None = _field(None, "Work dir of a finished CE run: FW and DMI start from it, LIMIT '+init' too.")
-    gce_q: float = _field(0.7, "GCE's q in (0, 1].")
-    noise_std: float = _field(0.1, "CE+GN / CE+LN: per-example std of the noise added to the logit gradient.")
-    soft_lambda: float = _field(0.01, "Soft regularization (eq. 11): lambda.")
     architecture: str | None = _field(
         None, f"Network: {', '.join(ARCHITECTURE_NAMES)} (default: the dataset's paper network)."
-    )
-    q_architecture: str = _field(
-        "reference",
-        "LIMIT / soft_reg q-network: reference (the authors' q for the classifier's architecture; MNIST CNN: a "
-        f"batch norm after the 128-unit layer), same (a copy of the classifier's), or one of {', '.join(ARCHITECTURE_NAMES)}.",
     )
     epochs: int = _field(400, "Maximum number of epochs.")
     patience: int = _field(100, "Stop after this many epochs without a better validation accuracy.")
@@ -149,7 +132,6 @@ class ExperimentConfig:
         "Global batch size; 0 (the default) is auto: the paper's 256, or on fewer than 512 training examples the "
         "largest power of two up to half of them (at least 8), so that an epoch is at least two gradient steps.",
     )
-    learning_rate: float = _field(1e-3, "Adam's learning rate.")
     seed: int = _field(0, "Seed of the weights, the batch order and sampling.")
     noise_seed: int = _field(0, "Seed of the split, the subset and the label noise.")
     track_test_accuracy: bool = _field(
@@ -395,6 +377,24 @@ class ExperimentConfig:
 
     def replace(self, **changes) -> ExperimentConfig:
         return dataclasses.replace(self, **changes)
+
+
+ExperimentConfig = dataclasses.make_dataclass(
+    "ExperimentConfig",
+    [(h.name, h.python_type.__name__, _field(h.default, h.help)) for h in methods.options()],
+    bases=(_Settings,),
+    frozen=True,
+    namespace={
+        "__module__": __name__,
+        "__doc__": """Everything that defines one run. Defaults follow the paper's MNIST protocol.
+
+    The data, protocol and execution settings are :class:`_Settings`' fields;
+    the methods' options (``learning_rate``, ``beta``, ``gce_q``, ...) are
+    made from the method table (:func:`limit_tf.methods.options`), each with
+    its default and help.
+    """,
+    },
+)
 
 
 def field_help(name: str) -> str:

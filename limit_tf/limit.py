@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from limit_tf import methods
 from limit_tf.gradients import (
     cross_entropy_gradient,
     global_batch_size,
@@ -41,7 +42,7 @@ from limit_tf.gradients import (
 )
 from limit_tf.model_base import ClassifierWrapper
 
-PREDICTORS = ("gaussian", "laplace", "ce")
+PREDICTORS = methods.PREDICTORS
 
 
 def predicted_gradient(probs: tf.Tensor, predictor_probs: tf.Tensor) -> tf.Tensor:

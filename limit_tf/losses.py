@@ -11,6 +11,7 @@ a predicted probability is exactly 0 or 1.
 - :class:`MeanAbsoluteError`: ``sum_c |y_c - s_c(a)|``.
 - :class:`MeanSquaredError`: ``sum_c (y_c - s_c(a))^2``.
 - :class:`GeneralizedCrossEntropy`: ``(1 - s_y(a)^q) / q`` (Zhang & Sabuncu, 2018).
+- :class:`SymmetricCrossEntropy`: ``alpha * CE + beta * RCE`` (Wang et al., 2019).
 - :class:`ForwardCorrectedCrossentropy`: ``-sum_c y_c log((s(a) T)_c)`` (Patrini et al., 2017),
   with :func:`estimate_transition_matrix` for ``T``.
 - :class:`DMILoss`: ``-log(|det(Y^T P)| + 1e-3)`` over the batch (Xu et al., 2019).
@@ -78,6 +79,35 @@ class GeneralizedCrossEntropy(_LogitsLoss):
 
     def get_config(self):
         return {**super().get_config(), "q": self.q}
+
+
+@keras.saving.register_keras_serializable(package="limit_tf")
+class SymmetricCrossEntropy(_LogitsLoss):
+    """SCE (Wang et al., ICCV 2019): ``alpha * CE + beta * RCE``.
+
+    The reverse cross-entropy ``RCE = -sum_c s_c(a) log y_c`` swaps the roles
+    of prediction and label; with the one-hot label's ``log 0`` clipped to
+    ``A = -4`` as in the paper, it is ``-A (1 - s_y(a))``: MAE up to a factor,
+    robust to noise, while the CE term keeps the fit of hard classes.
+    """
+
+    LOG_ZERO = -4.0
+
+    def __init__(self, alpha: float = 0.1, beta: float = 1.0, name="symmetric_cross_entropy", **kwargs):
+        for label, value in (("alpha", alpha), ("beta", beta)):
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"SCE {label}={value!r} is not allowed: it must be a finite number >= 0.")
+        super().__init__(name=name, **kwargs)
+        self.alpha, self.beta = float(alpha), float(beta)
+
+    def per_example(self, y_one_hot, logits):
+        log_p = tf.nn.log_softmax(logits)
+        ce = -tf.reduce_sum(y_one_hot * log_p, axis=-1)
+        rce = -self.LOG_ZERO * (1.0 - tf.reduce_sum(y_one_hot * tf.exp(log_p), axis=-1))
+        return self.alpha * ce + self.beta * rce
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "beta": self.beta}
 
 
 @keras.saving.register_keras_serializable(package="limit_tf")

@@ -1,17 +1,25 @@
 """The method table: what every training method is, in one place, without TensorFlow.
 
-Each :class:`MethodSpec` states a method's hyperparameters (the
-:class:`~limit_tf.config.ExperimentConfig` fields it reads, with the range
-it allows and the paper's search grid), whether it starts from a trained
-cross-entropy run, the networks it trains, and its named variants with the
-paper's row labels. Everything that needs to know about methods derives from
-here: config validation, the flags' help, the sweep's run names and grids,
-the report's rows and paper values, the tuner's search space and detection's
-scores. The TensorFlow builders live in :mod:`limit_tf.builders`
-(``BUILDERS[name]``).
+Each :class:`MethodSpec` states a method's options (its hyperparameters:
+name, default, help, the range it allows and the paper's search grid; the
+:class:`~limit_tf.config.ExperimentConfig` fields and flags are made from
+them), the function that builds it (named, so this module needs no
+TensorFlow), whether it starts from a trained cross-entropy run, the
+networks it trains, and its named variants with the paper's row labels.
+Everything that needs to know about methods derives from here: config
+fields and validation, the flags and their help, the sweep's run names and
+grids, the report's rows and paper values, the tuner's search space and
+detection's default score.
 
-Adding a method: one :class:`MethodSpec` in :data:`METHODS`, one builder in
-``limit_tf.builders.BUILDERS``, one test.
+Option names belong to their method: a name two methods share is one
+setting with one meaning (``learning_rate``; LIMIT's and soft
+regularization's ``beta``; ``q_architecture``), declared once
+(:data:`SHARED_OPTIONS`); any other option is prefixed with its method
+(``gce_q``, ``sce_alpha``), so that two methods' options cannot collide
+(``tests/test_methods.py`` checks both).
+
+Adding a method: one :class:`MethodSpec` in :data:`METHODS` (its options
+and the name of its builder), the builder, one test.
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ class Hyperparameter:
         for settings that variants fix (LIMIT's predictor, "+S").
       when: the hyperparameter is active only when these config settings
         hold (``sigma_q`` only with ``sample=True``).
+      default: the value of the config field (and flag) it defines.
+      help: the flag's help text.
     """
 
     name: str
@@ -51,6 +61,12 @@ class Hyperparameter:
     log: bool = False
     token: str = ""
     when: tuple[tuple[str, Any], ...] = ()
+    default: Any = None
+    help: str = ""
+
+    @property
+    def python_type(self) -> type:
+        return {"float": float, "int": int, "bool": bool, "choice": str}[self.kind]
 
     def problem(self, value) -> str | None:
         """Why ``value`` is not allowed (one phrase), or None when it is."""
@@ -109,6 +125,8 @@ class MethodSpec:
         DMI), ``"optional"`` (LIMIT "+init") or ``"no"``.
       predictor_network: it trains a second network q besides the classifier
         (detection's ``limit`` score reads q's predictions).
+      builder: ``"module:function"``, the function that builds the compiled
+        model from a :class:`limit_tf.builders.MethodContext`.
     """
 
     name: str
@@ -117,6 +135,7 @@ class MethodSpec:
     variants: tuple[Variant, ...] = ()
     starts_from_ce: str = "no"
     predictor_network: bool = False
+    builder: str = ""
 
     def hyperparameter(self, name: str) -> Hyperparameter | None:
         return next((h for h in self.hyperparameters if h.name == name), None)
@@ -128,14 +147,32 @@ class MethodSpec:
         return self.variants or (Variant(self.name, {}, None),)
 
 
+# LIMIT's q distributions (limit_tf.limit.LimitModel's ``predictor``).
+PREDICTORS = ("gaussian", "laplace", "ce")
 # The architectures of limit_tf.models by name (kept here, TensorFlow-free, for
 # validation; tests/test_models.py checks that the two agree).
 ARCHITECTURES = ("mnist_cnn", "mlp", "resnet34", "resnet50")
 
 # Shared hyperparameters. The learning rate belongs to every method; only DMI
 # searches it in the paper.
-LEARNING_RATE = Hyperparameter("learning_rate", minimum=0.0, exclusive_minimum=True, log=True, token="lr")
-BETA = Hyperparameter("beta", grid=(0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0), minimum=0.0, log=True, token="beta")
+LEARNING_RATE = Hyperparameter(
+    "learning_rate",
+    minimum=0.0,
+    exclusive_minimum=True,
+    log=True,
+    token="lr",
+    default=1e-3,
+    help="Adam's learning rate.",
+)
+BETA = Hyperparameter(
+    "beta",
+    grid=(0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0),
+    minimum=0.0,
+    log=True,
+    token="beta",
+    default=10.0,
+    help="LIMIT's norm penalty beta (10 by default, chosen on MNIST and small tables); soft_reg: the beta of eq. (11).",
+)
 SIGMA_Q = Hyperparameter(
     "sigma_q",
     grid=(0.01, 0.03, 0.1, 0.3),
@@ -144,20 +181,41 @@ SIGMA_Q = Hyperparameter(
     log=True,
     token="sigma",
     when=(("sample", True),),
+    default=0.0,
+    help="Std of LIMIT's sampled gradient (with --sample).",
 )
 # The q-network: "reference" is the authors' q for the classifier's architecture
 # (limit_tf.models.build_predictor), "same" an identical copy of the classifier.
 Q_ARCHITECTURE = Hyperparameter(
-    "q_architecture", kind="choice", choices=("reference", "same", *ARCHITECTURES), token="qnet"
+    "q_architecture",
+    kind="choice",
+    choices=("reference", "same", *ARCHITECTURES),
+    token="qnet",
+    default="reference",
+    help="LIMIT / soft_reg q-network: reference (the authors' q for the classifier's architecture; MNIST CNN: a "
+    f"batch norm after the 128-unit layer), same (a copy of the classifier's), or one of {', '.join(ARCHITECTURES)}.",
 )
 # The authors' grid for the gradient-noise baselines (their generate_commands.py).
 NOISE_STD = Hyperparameter(
-    "noise_std", grid=(0.01, 0.03, 0.1, 0.3), minimum=0.0, exclusive_minimum=True, log=True, token="std"
+    "noise_std",
+    grid=(0.01, 0.03, 0.1, 0.3),
+    minimum=0.0,
+    exclusive_minimum=True,
+    log=True,
+    token="std",
+    default=0.1,
+    help="CE+GN / CE+LN: per-example std of the noise added to the logit gradient.",
 )
+# One setting with one meaning across the methods that read it.
+SHARED_OPTIONS = ("learning_rate", "beta", "q_architecture", "noise_std")
+
+
+def _builder(name: str) -> str:
+    return f"limit_tf.builders:build_{name}"
 
 
 def _loss_baseline(name: str, summary: str, label: str | None, *extra: Hyperparameter) -> MethodSpec:
-    return MethodSpec(name, summary, (LEARNING_RATE, *extra), (Variant(name, {}, label),))
+    return MethodSpec(name, summary, (LEARNING_RATE, *extra), (Variant(name, {}, label),), builder=_builder(name))
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -170,7 +228,36 @@ METHODS: dict[str, MethodSpec] = {
             "gce",
             "generalized cross-entropy (1 - s_y^q) / q (Zhang & Sabuncu, 2018)",
             None,
-            Hyperparameter("gce_q", minimum=0.0, maximum=1.0, exclusive_minimum=True, token="q"),
+            Hyperparameter(
+                "gce_q",
+                minimum=0.0,
+                maximum=1.0,
+                exclusive_minimum=True,
+                token="q",
+                default=0.7,
+                help="GCE's q in (0, 1].",
+            ),
+        ),
+        _loss_baseline(
+            "sce",
+            "symmetric cross-entropy alpha * CE + beta * reverse CE, log 0 clipped to -4 (Wang et al., 2019)",
+            None,
+            Hyperparameter(
+                "sce_alpha",
+                grid=(0.01, 0.1, 0.5, 1.0),
+                minimum=0.0,
+                token="alpha",
+                default=0.1,
+                help="SCE: the weight alpha of cross-entropy (the paper's CIFAR-10 setting: 0.1).",
+            ),
+            Hyperparameter(
+                "sce_beta",
+                grid=(0.1, 0.5, 1.0, 2.0),
+                minimum=0.0,
+                token="rce",
+                default=1.0,
+                help="SCE: the weight of reverse cross-entropy (the paper's CIFAR-10 setting: 1.0; not LIMIT's --beta).",
+            ),
         ),
         MethodSpec(
             "fw",
@@ -178,6 +265,7 @@ METHODS: dict[str, MethodSpec] = {
             (LEARNING_RATE,),
             (Variant("fw", {}, "FW"),),
             starts_from_ce="required",
+            builder=_builder("fw"),
         ),
         MethodSpec(
             "dmi",
@@ -185,6 +273,7 @@ METHODS: dict[str, MethodSpec] = {
             (dataclasses.replace(LEARNING_RATE, grid=(1e-3, 1e-4, 1e-5, 1e-6)),),
             (Variant("dmi", {}, "DMI"),),
             starts_from_ce="required",
+            builder=_builder("dmi"),
         ),
         _loss_baseline(
             "ce_gn", "cross-entropy with Gaussian noise on the logit gradient (paper, Sec. 4.1)", "CE + GN", NOISE_STD
@@ -197,23 +286,50 @@ METHODS: dict[str, MethodSpec] = {
             "cross-entropy plus the soft penalty of the paper's eq. (11)",
             (
                 LEARNING_RATE,
-                Hyperparameter("soft_lambda", grid=(0.001, 0.01, 0.03, 0.1), minimum=0.0, log=True, token="lambda"),
+                Hyperparameter(
+                    "soft_lambda",
+                    grid=(0.001, 0.01, 0.03, 0.1),
+                    minimum=0.0,
+                    log=True,
+                    token="lambda",
+                    default=0.01,
+                    help="Soft regularization (eq. 11): lambda.",
+                ),
                 dataclasses.replace(BETA, grid=(0.0, 0.01, 0.1, 1.0, 10.0)),
                 Q_ARCHITECTURE,
             ),
             (Variant("soft_reg", {}, "Soft reg. (11)"),),
             predictor_network=True,
+            builder=_builder("soft_reg"),
         ),
         MethodSpec(
             "limit",
             "LIMIT: the classifier learns from gradients predicted without labels (paper, Sec. 3)",
             (
                 LEARNING_RATE,
-                Hyperparameter("predictor", kind="choice", choices=("gaussian", "laplace", "ce")),
-                Hyperparameter("sample", kind="bool"),
+                Hyperparameter(
+                    "predictor",
+                    kind="choice",
+                    choices=PREDICTORS,
+                    default="laplace",
+                    help="LIMIT's q distribution: laplace (LIMIT_L, the default), gaussian (LIMIT_G) or ce.",
+                ),
+                Hyperparameter(
+                    "sample",
+                    kind="bool",
+                    default=False,
+                    help="LIMIT '+S': the classifier gets a sample around the predicted gradient.",
+                ),
                 BETA,
                 SIGMA_Q,
-                Hyperparameter("warmup_epochs", kind="int", minimum=0, token="warmup"),
+                Hyperparameter(
+                    "warmup_epochs",
+                    kind="int",
+                    minimum=0,
+                    token="warmup",
+                    default=0,
+                    help="LIMIT: epochs at the start during which only q trains.",
+                ),
                 Q_ARCHITECTURE,
             ),
             (
@@ -225,6 +341,7 @@ METHODS: dict[str, MethodSpec] = {
             ),
             starts_from_ce="optional",
             predictor_network=True,
+            builder=_builder("limit"),
         ),
     )
 }
@@ -239,6 +356,28 @@ CE = "ce"
 LIMIT = "limit"
 # The default comparison (demo, sweep): CE and the paper's best MNIST variant.
 DEFAULT_VARIANTS = (CE, "limit_l")
+
+
+def options() -> tuple[Hyperparameter, ...]:
+    """Every method's options, each name once (shared ones once), in table order.
+
+    Raises:
+      ValueError: two methods declare the same name differently (a shared
+        option must have one default and one kind), or share a name that is
+        not in :data:`SHARED_OPTIONS`.
+    """
+    seen: dict[str, tuple[Hyperparameter, str]] = {}
+    for spec in METHODS.values():
+        for h in spec.hyperparameters:
+            if h.name in seen:
+                first, owner = seen[h.name]
+                if h.name not in SHARED_OPTIONS:
+                    raise ValueError(f"option {h.name!r} of {spec.name!r} collides with {owner!r}'s: prefix it.")
+                if (first.default, first.kind) != (h.default, h.kind):
+                    raise ValueError(f"shared option {h.name!r} has different defaults in {owner!r} and {spec.name!r}.")
+                continue
+            seen[h.name] = (h, spec.name)
+    return tuple(h for h, _ in seen.values())
 
 
 def variants_of(method: str, *, paper_only: bool = False) -> list[str]:

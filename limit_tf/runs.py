@@ -202,7 +202,7 @@ def detect_in_run(
     model, config, dataset = load_trained_model(workdir_path)
     inputs = data_lib.to_tf_dataset(dataset, "train", batch_size=1024, inputs_only=True)
     probs = model_probabilities(model, inputs)
-    score = score or ("limit" if "predictor" in probs else "self_confidence")
+    score = score or ("limit" if config.spec.predictor_network else "self_confidence")
     labels = dataset.train.labels
     found, estimate, summary = detection.detect(
         detection.score(score, probs, labels),

@@ -36,8 +36,14 @@ def _value_and_grad(loss, logits, labels):
         (losses.MeanSquaredError(), ((Y - P) ** 2).sum(axis=1).mean()),
         (losses.GeneralizedCrossEntropy(0.7), ((1 - (P * Y).sum(axis=1) ** 0.7) / 0.7).mean()),
         (losses.GeneralizedCrossEntropy(1.0), (1 - (P * Y).sum(axis=1)).mean()),
+        # SCE: alpha * -log s_y + beta * -sum_c s_c log y_c with log 0 = -4, i.e. 4 (1 - s_y).
+        (
+            losses.SymmetricCrossEntropy(0.1, 1.0),
+            (0.1 * -np.log((P * Y).sum(axis=1)) + 1.0 * 4 * (1 - (P * Y).sum(axis=1))).mean(),
+        ),
+        (losses.SymmetricCrossEntropy(0.0, 0.5), (0.5 * -np.sum(P * np.log(np.clip(Y, np.exp(-4), 1)), axis=1)).mean()),
     ],
-    ids=["mae", "mse", "gce0.7", "gce1"],
+    ids=["mae", "mse", "gce0.7", "gce1", "sce", "sce_rce_only"],
 )
 def test_losses_against_hand_computed_values(loss, expected):
     value, _ = _value_and_grad(loss, LOGITS, LABELS)
@@ -49,6 +55,14 @@ def test_gce_agrees_with_keras_builtin():
         ours = losses.GeneralizedCrossEntropy(q)(LABELS, LOGITS)
         builtin = keras.losses.CategoricalGeneralizedCrossEntropy(q=q)(LABELS, tf.nn.softmax(LOGITS))
         assert float(ours) == pytest.approx(float(builtin), rel=1e-5)
+
+
+def test_sce_refuses_negative_weights_and_round_trips_its_config():
+    with pytest.raises(ValueError, match="SCE beta=-1 is not allowed"):
+        losses.SymmetricCrossEntropy(0.1, -1)
+    loss = losses.SymmetricCrossEntropy(0.01, 2.0)
+    again = losses.SymmetricCrossEntropy.from_config(loss.get_config())
+    assert (again.alpha, again.beta) == (0.01, 2.0)
 
 
 def test_forward_correction_value_and_identity_case():
@@ -96,11 +110,12 @@ def test_abs_det_gradient_matches_finite_differences_and_is_finite_when_singular
         losses.MeanAbsoluteError(),
         losses.MeanSquaredError(),
         losses.GeneralizedCrossEntropy(0.7),
+        losses.SymmetricCrossEntropy(0.1, 1.0),
         losses.ForwardCorrectedCrossentropy(np.eye(3)),
         losses.ForwardCorrectedCrossentropy(noise.next_class_matrix(3, 0.2)),
         losses.DMILoss(),
     ],
-    ids=["mae", "mse", "gce", "fw_identity", "fw", "dmi"],
+    ids=["mae", "mse", "gce", "sce", "fw_identity", "fw", "dmi"],
 )
 def test_probabilities_of_exactly_zero_or_one_stay_finite(loss):
     assert np.all(tf.nn.softmax(EXTREME_LOGITS).numpy() % 1 == 0)  # really 0 and 1

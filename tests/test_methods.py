@@ -11,10 +11,26 @@ from limit_tf.config import DEFAULTS, ExperimentConfig
 from tests.conftest import REPO
 
 
-def test_every_method_has_a_builder_and_every_builder_a_method():
+def test_every_method_names_a_builder_that_exists():
     from limit_tf import builders
 
-    assert set(builders.BUILDERS) == set(methods.METHODS)
+    for name, spec in methods.METHODS.items():
+        assert callable(builders.builder_of(name)), spec.builder
+
+
+def test_options_are_config_fields_made_from_the_table_and_cannot_collide():
+    fields = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
+    for h in methods.options():
+        assert fields[h.name].default == h.default and fields[h.name].metadata["help"] == h.help
+    # SCE's weight of reverse CE is its own option, not LIMIT's --beta.
+    assert {"sce_alpha", "sce_beta"} <= set(fields) and DEFAULTS["beta"] == 10.0 and DEFAULTS["sce_beta"] == 1.0
+    assert ExperimentConfig(workdir="w", method="sce", sce_beta=0.5).experiment().get("beta") is None
+    clash = methods.MethodSpec("clash", "x", (methods.Hyperparameter("gce_q", default=0.5),))
+    table = dict(methods.METHODS, clash=clash)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(methods, "METHODS", table)
+        with pytest.raises(ValueError, match="option 'gce_q' of 'clash' collides with 'gce'"):
+            methods.options()
 
 
 def test_hyperparameters_are_config_fields_with_valid_defaults():
