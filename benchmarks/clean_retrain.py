@@ -1,7 +1,7 @@
 r"""Robust training or sample selection? CE and LIMIT, before and after cleaning with LIMIT's detection.
 
     python benchmarks/clean_retrain.py --data_dir=../shared/data              # p in {0.5, 0.8}, n = 10,000, 3 seeds
-    python benchmarks/clean_retrain.py --cells=0.8 --seeds=1 --epochs=10      # smaller
+    python benchmarks/clean_retrain.py --noise_rates=0.8 --seeds=1 --epochs=10      # smaller
 
 On MNIST with uniform noise, per noise rate and seed, four runs of the
 paper's protocol (clean test accuracy at the best noisy-validation epoch):
@@ -29,15 +29,15 @@ ROWS = ("CE", "LIMIT_L", "CE after cleaning", "LIMIT_L after cleaning")
 
 
 def define_flags() -> None:
-    from absl import flags
 
     cli.define_config_flags(
         exclude=("workdir", "method", "sample", "noise_rate", "seed", "noise_seed", "clean_from"), defaults=DEFAULTS
     )
-    flags.DEFINE_list("cells", ["0.5", "0.8"], "Noise rates.")
-    flags.DEFINE_integer("seeds", 3, "Seeds 0, 1, ... (weights, split and noise).")
-    flags.DEFINE_string("root", str(HERE / "runs" / "clean_retrain"), "Where the runs go.")
-    flags.DEFINE_string("out", str(HERE / "results" / "clean_retrain"), "Output path prefix (.json and .md added).")
+    cli.define_shared_flags(noise_rates=["0.5", "0.8"], seeds=3)
+    cli.define_shared_flags(
+        root=str(HERE / "runs" / "clean_retrain"),
+        out=(str(HERE / "results" / "clean_retrain"), "a path prefix (.json and .md added)."),
+    )
 
 
 def one_cell(base, root: Path) -> dict:

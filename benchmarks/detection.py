@@ -1,7 +1,7 @@
 r"""Finding wrong labels: LIMIT's score against cross-validated CE scores and confident learning.
 
     python benchmarks/detection.py --data_dir=../shared/data                  # p in {0.5, 0.8}, n = 10,000, 3 seeds
-    python benchmarks/detection.py --cells=0.8 --seeds=1 --epochs=10          # smaller
+    python benchmarks/detection.py --noise_rates=0.8 --seeds=1 --epochs=10          # smaller
 
 On MNIST with uniform noise (the paper's protocol, ``--num_train_examples``
 training examples), per noise rate and seed:
@@ -44,11 +44,12 @@ def define_flags() -> None:
     cli.define_config_flags(
         exclude=("workdir", "method", "sample", "noise_rate", "seed", "noise_seed", "clean_from"), defaults=DEFAULTS
     )
-    flags.DEFINE_list("cells", ["0.5", "0.8"], "Noise rates.")
-    flags.DEFINE_integer("seeds", 3, "Seeds 0, 1, ... (weights, split and noise).")
+    cli.define_shared_flags(noise_rates=["0.5", "0.8"], seeds=3)
     flags.DEFINE_integer("folds", 5, "Cross-validation folds for the CE probabilities.")
-    flags.DEFINE_string("root", str(HERE / "runs" / "detection"), "Where the runs go.")
-    flags.DEFINE_string("out", str(HERE / "results" / "detection"), "Output path prefix (.json and .md added).")
+    cli.define_shared_flags(
+        root=str(HERE / "runs" / "detection"),
+        out=(str(HERE / "results" / "detection"), "a path prefix (.json and .md added)."),
+    )
 
 
 def _flag_metrics(flagged: np.ndarray, mask: np.ndarray) -> dict:

@@ -26,7 +26,6 @@ JSON (``--out``); compare figures from one run only.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -34,7 +33,12 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+
+from limit_tf import cli  # noqa: E402
+
+FLAGS = cli.FLAGS
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -53,13 +57,9 @@ def forward_flops(network) -> float:
     return total
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batches", default="1024", help="Inference batch sizes, comma-separated.")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--data_dir", default=None)
-    parser.add_argument("--out", default=str(HERE / "results" / "eval_speed.json"))
-    args = parser.parse_args()
+def main(argv) -> None:
+    del argv
+    args = FLAGS
     try:
         batches = [int(b) for b in args.batches.split(",")]
     except ValueError:
@@ -162,5 +162,14 @@ def main() -> None:
     print(f"written: {args.out}")
 
 
+def define_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_string("batches", "1024", "Inference batch sizes, comma-separated.")
+    flags.DEFINE_integer("repeats", 5, "Timings per measurement; the median is reported.")
+    flags.DEFINE_string("data_dir", None, "Directory with the original data files (default: $LIMIT_DATA_DIR).")
+    cli.define_shared_flags(out=(str(HERE / "results" / "eval_speed.json"), "the JSON."))
+
+
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

@@ -34,9 +34,9 @@ def define_flags() -> None:
         defaults={"num_train_examples": 10_000, "noise_rate": 0.8, "beta": 10.0, "sigma_q": 0.1},
     )
     flags.DEFINE_string("variant", "limit_l", "Method variant (limit_tf.methods.VARIANTS).")
-    flags.DEFINE_integer("warmup_steps", 10, "Untimed steps first.")
+    flags.DEFINE_integer("untimed_steps", 10, "Untimed steps first.")
     flags.DEFINE_integer("steps", 10, "Recorded steps.")
-    flags.DEFINE_string("out", str(HERE / "results" / "profile_step.json"), "JSON output path.")
+    cli.define_shared_flags(out=(str(HERE / "results" / "profile_step.json"), "the JSON."))
 
 
 def op_times(trace_dir: str) -> dict[str, float]:
@@ -90,7 +90,7 @@ def main(argv) -> None:
         _ = float(logs["loss"])
         return (time.perf_counter() - start) / steps
 
-    run(FLAGS.warmup_steps)
+    run(FLAGS.untimed_steps)
     plain = run(FLAGS.steps)
     with tempfile.TemporaryDirectory() as trace_dir:
         tf.profiler.experimental.start(trace_dir)

@@ -35,6 +35,10 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+
+from limit_tf import cli  # noqa: E402
+
+FLAGS = cli.FLAGS
 METHODS = {"ce": {"method": "ce"}, "limit_l": {"method": "limit", "predictor": "laplace", "beta": 10.0}}
 
 
@@ -89,24 +93,9 @@ def measure(method: str, n: int, epochs: int, track_test: bool, data_dir: str | 
     }
 
 
-def main() -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--methods", default="ce,limit_l")
-    parser.add_argument("--sizes", default="1000,10000")
-    parser.add_argument("--test_monitor", default="off,on", help="Without and/or with --track_test_accuracy.")
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--data_dir", default=None)
-    parser.add_argument(
-        "--code",
-        default=f"now={HERE.parent}",
-        help="Code versions to compare, interleaved: LABEL=CHECKOUT,... (e.g. before=/tmp/old,now=.).",
-    )
-    parser.add_argument("--out", default=str(HERE / "results" / "protocol_overhead.json"))
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: method,n,test in this process
-    args = parser.parse_args()
+def main(argv) -> None:
+    del argv
+    args = FLAGS
     if args.one:
         method, n, test = args.one.split(",")
         print(json.dumps(measure(method, int(n), args.epochs, test == "on", args.data_dir)))
@@ -157,5 +146,23 @@ def main() -> None:
     print(f"written: {out}")
 
 
+def define_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_string("methods", "ce,limit_l", "Variants to time, comma-separated.")
+    flags.DEFINE_string("sizes", "1000,10000", "Training-set sizes n, comma-separated.")
+    flags.DEFINE_string("test_monitor", "off,on", "Without and/or with --track_test_accuracy.")
+    flags.DEFINE_integer("epochs", 4, "Epochs per measurement.")
+    flags.DEFINE_integer("rounds", 2, "Fresh processes per setting, interleaved.")
+    flags.DEFINE_string("data_dir", None, "Directory with the original data files (default: $LIMIT_DATA_DIR).")
+    flags.DEFINE_string(
+        "code",
+        f"now={HERE.parent}",
+        "Code versions to compare, interleaved: LABEL=CHECKOUT,... (e.g. before=/tmp/old,now=.).",
+    )
+    cli.define_shared_flags(out=(str(HERE / "results" / "protocol_overhead.json"), "the JSON."))
+    flags.DEFINE_string("one", None, "Internal: measure method,n,test in this process.")
+
+
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

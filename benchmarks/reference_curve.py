@@ -26,13 +26,16 @@ weights and the batch order then differ between the two codes' seeds.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+
+from limit_tf import cli  # noqa: E402
+
+FLAGS = cli.FLAGS
 REFERENCE = HERE.parent.parent / "shared" / "reference" / "limit_l_mnist_u80_n10000_authors_code.json"
 CELL = {
     "dataset": "mnist",
@@ -147,21 +150,9 @@ def plot(ours: list[dict], reference: dict, path: Path, draw: str = "ours") -> N
     fig.savefig(path, dpi=110)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default=str(HERE / "runs" / "mnist_n10000"))
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--data_dir", default=None)
-    parser.add_argument("--reference", default=str(REFERENCE))
-    parser.add_argument("--no_train", action="store_true", help="Only read finished runs.")
-    parser.add_argument(
-        "--draw",
-        choices=("ours", "authors"),
-        default="ours",
-        help="Whose split, subset and noise each seed uses: limit-tf's, or the authors' code's for the same seed.",
-    )
-    parser.add_argument("--out", default=str(HERE / "results" / "reference_curve"))
-    args = parser.parse_args()
+def main(argv) -> None:
+    del argv
+    args = FLAGS
     from absl import logging
 
     from limit_tf import cli
@@ -200,5 +191,24 @@ def main() -> None:
     print(f"written: {out.with_suffix('.json')}, {out.with_suffix('.png')}")
 
 
+def define_flags() -> None:
+    from absl import flags
+
+    cli.define_shared_flags(
+        root=str(HERE / "runs" / "mnist_n10000"),
+        seeds=3,
+        out=(str(HERE / "results" / "reference_curve"), "a path prefix (.json and .png added)."),
+    )
+    flags.DEFINE_string("data_dir", None, "Directory with the original data files (default: $LIMIT_DATA_DIR).")
+    flags.DEFINE_string("reference", str(REFERENCE), "The authors' code's curves (JSON).")
+    flags.DEFINE_bool("no_train", False, "Only read finished runs.")
+    flags.DEFINE_enum(
+        "draw",
+        "ours",
+        ["ours", "authors"],
+        "Whose split, subset and noise each seed uses: limit-tf's, or the authors' code's for the same seed.",
+    )
+
+
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

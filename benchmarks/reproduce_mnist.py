@@ -54,18 +54,18 @@ def define_flags() -> None:
         defaults={"dataset": "mnist", "noise": "uniform"},
     )
     cli.define_grid_flags()
-    flags.DEFINE_list("cells", list(ALL_CELLS), "Cells to run, as p:n (noise rate : training examples).")
-    flags.DEFINE_list(
-        "variants", methods.paper_variants(), "Variants to run (default: every row of the paper's table)."
-    )
-    flags.DEFINE_integer("seeds", 3, "Number of seeds (0, 1, ...); the paper uses 5.")
-    flags.DEFINE_bool("paper_grids", True, "Run every hyperparameter the paper searches over the paper's grid.")
-    flags.DEFINE_string("root", str(HERE / "runs" / "reproduce_mnist"), "Where the run work dirs go.")
-    flags.DEFINE_string(
-        "out",
-        "",
-        "Output path prefix (.json and .md added); default: results/reproduce_mnist_e<epochs>_p<patience> beside "
-        "this script, so that runs of another length never overwrite a table.",
+    # Default --variants: every row of the paper's table; the paper uses 5 seeds.
+    cli.define_shared_flags(
+        cells=list(ALL_CELLS),
+        variants=methods.paper_variants(),
+        seeds=3,
+        paper_grids=True,
+        root=str(HERE / "runs" / "reproduce_mnist"),
+        out=(
+            "",
+            "a path prefix (.json and .md added); default: results/reproduce_mnist_e<epochs>_p<patience> beside "
+            "this script, so that runs of another length never overwrite a table.",
+        ),
     )
     flags.DEFINE_bool("report_only", False, "Only collect finished runs and write the table.")
 
@@ -89,7 +89,7 @@ def parse_cells(values) -> list[tuple[float, int]]:
 
 
 def build_configs(base, cells, variants, seeds: int, grids: dict, paper_grids: bool, root: str) -> list:
-    from limit_tf import sweep
+    from limit_tf import grid
 
     unknown = [v for v in variants if v not in methods.VARIANTS]
     if unknown:
@@ -98,7 +98,7 @@ def build_configs(base, cells, variants, seeds: int, grids: dict, paper_grids: b
         raise ConfigError(f"--seeds={seeds} is not allowed: it must be an integer >= 1.")
     configs = []
     for rate, n in cells:
-        configs += sweep.sweep_configs(
+        configs += grid.sweep_configs(
             base,
             root=root,
             noise_rates=[rate],

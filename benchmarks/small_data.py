@@ -30,8 +30,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 from sklearn import metrics
+
+from limit_tf import cli
 
 HERE = Path(__file__).resolve().parent
 DATASETS = {
@@ -63,9 +65,12 @@ DEFAULT_SETTINGS = ("ce", "limit_beta1", "limit_beta3", "limit_beta10", "limit_b
 FLAGS = flags.FLAGS
 flags.DEFINE_list("datasets", list(DATASETS), f"Datasets: {', '.join(DATASETS)}.")
 flags.DEFINE_list("settings", list(DEFAULT_SETTINGS), f"Settings: {', '.join(SETTINGS)}.")
-flags.DEFINE_string("root", "benchmarks/runs/small_data", "Where the data and the runs go.")
-flags.DEFINE_string("out", str(HERE / "results" / "small_data.json"), "The results JSON.")
-flags.DEFINE_integer("data_seed", 0, "Which examples are test, and which labels go wrong.")
+cli.define_shared_flags(
+    root="benchmarks/runs/small_data", out=(str(HERE / "results" / "small_data.json"), "the results JSON.")
+)
+flags.DEFINE_integer(
+    "noise_seed", 0, "Which examples are test, and which labels go wrong (sample_data's --noise_seed)."
+)
 
 
 def _run(args: list[str]) -> float:
@@ -91,7 +96,7 @@ def make_data(root: Path, name: str) -> tuple[str, str, Path]:
                 f"--out={out}",
                 f"--test_out={test}",
                 f"--noise_rate={rate}",
-                f"--seed={FLAGS.data_seed}",
+                f"--noise_seed={FLAGS.noise_seed}",
                 "--num_examples=100000",
             ]
         )
@@ -177,4 +182,4 @@ def _versions() -> dict:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -60,13 +60,12 @@ def define_flags() -> None:
     from absl import flags
 
     cli.define_config_flags(exclude=("workdir", "method", "predictor", "sample", "jit_compile"), defaults=DEFAULTS)
-    flags.DEFINE_list("variants", list(VARIANTS), "Method variants (limit_tf.methods.VARIANTS).")
+    cli.define_shared_flags(variants=list(VARIANTS), out=(str(HERE / "results" / "throughput.json"), "the JSON."))
     flags.DEFINE_list("jit", ["off", "on"], "jit_compile modes to time: off, on.")
-    flags.DEFINE_integer("warmup_steps", 10, "Untimed steps first (tracing, XLA compilation).")
+    flags.DEFINE_integer("untimed_steps", 10, "Untimed steps first (tracing, XLA compilation).")
     flags.DEFINE_integer("steps", 20, "Steps per timing.")
     flags.DEFINE_integer("repeats", 5, "Timings per measurement; the median is reported.")
     flags.DEFINE_integer("rounds", 1, "Fresh processes per variant, interleaved across variants; medians reported.")
-    flags.DEFINE_string("out", str(HERE / "results" / "throughput.json"), "JSON output path.")
     flags.DEFINE_string("label", "", "A note stored with the results (e.g. 'before', 'after').")
     flags.DEFINE_bool("plain_conv", False, "Also time every variant with Keras' own Conv2D (the before).")
 
@@ -229,7 +228,7 @@ def main(argv) -> None:
                     r = _in_fresh_process(
                         variant,
                         values,
-                        warmup_steps=FLAGS.warmup_steps,
+                        warmup_steps=FLAGS.untimed_steps,
                         steps=FLAGS.steps,
                         repeats=FLAGS.repeats,
                         plain_conv=plain,
@@ -255,7 +254,7 @@ def main(argv) -> None:
         "label": FLAGS.label,
         "settings": {
             "config": base.to_dict(),
-            "warmup_steps": FLAGS.warmup_steps,
+            "untimed_steps": FLAGS.untimed_steps,
             "steps": FLAGS.steps,
             "repeats": FLAGS.repeats,
             "rounds": FLAGS.rounds,

@@ -270,6 +270,44 @@ def hyperparameters() -> dict[str, methods.Hyperparameter]:
     return out
 
 
+# Flags that several entry points take, each with one meaning, declared here once
+# (docs/usage.md, "Flags": the table). kind, help.
+SHARED_FLAGS: dict[str, tuple[str, str]] = {
+    "root": ("string", "The directory that holds the runs (one work dir per run below it)."),
+    "seeds": (
+        "integer",
+        "How many seeds: runs k = 0 .. N-1 use seed k for the weights and for the split, subset and noise "
+        "(the paper averages over splits).",
+    ),
+    "noise_rates": ("list", "Noise rates to run (comma-separated)."),
+    "cells": ("list", "Cells of the paper's MNIST table to run, as p:n (noise rate : training examples)."),
+    "variants": ("list", f"Method variants (comma-separated): {', '.join(methods.VARIANTS)}."),
+    "paper_grids": (
+        "bool",
+        "Run every hyperparameter the paper searches over the paper's grid (the grid flags, e.g. --betas=10, "
+        "narrow it); --nopaper_grids: each at its own flag's value.",
+    ),
+    "out": ("string", "Where this command writes its output"),
+    "run": ("string", "The work dir of a finished (or unfinished) run of limit_tf.main, to read."),
+}
+
+
+def define_shared_flags(flag_values: flags.FlagValues = FLAGS, **defaults) -> None:
+    """Defines the shared flags named by ``defaults`` (name=default), with their one meaning (:data:`SHARED_FLAGS`)."""
+    define = {
+        "string": flags.DEFINE_string,
+        "integer": flags.DEFINE_integer,
+        "list": flags.DEFINE_list,
+        "bool": flags.DEFINE_bool,
+    }
+    for name, default in defaults.items():
+        kind, help_text = SHARED_FLAGS[name]
+        if name == "out":  # (default, what is written there)
+            default, what = default
+            help_text = f"{help_text}: {what}"
+        define[kind](name, default, help_text, flag_values=flag_values)
+
+
 def grid_flag(name: str) -> str:
     """The list flag of a hyperparameter: ``beta`` -> ``betas``."""
     return f"{name}_grid" if name.endswith("s") else f"{name}s"

@@ -39,15 +39,16 @@ QUICK = {"num_train_examples": 2_000, "epochs": 5}
 
 
 def demo_configs(root: str, base) -> list:
-    from limit_tf import sweep
+    from limit_tf import grid
 
-    return sweep.sweep_configs(
+    return grid.sweep_configs(
         base,
         root=root,
         noise_rates=[base.noise_rate],
         sizes=[base.num_train_examples],
         variants=list(methods.DEFAULT_VARIANTS),
         seeds=[base.seed],
+        noise_seed=base.noise_seed,  # --seed and --noise_seed mean what they mean in limit_tf.main
     )
 
 
@@ -82,7 +83,7 @@ def define_flags() -> None:
     from absl import flags
 
     cli.define_config_flags(exclude=("workdir", "method", "predictor", "sample"), defaults=DEMO_DEFAULTS)
-    flags.DEFINE_string("root", "runs/demo", "Where the runs and the report go.")
+    cli.define_shared_flags(root="runs/demo")
     flags.DEFINE_bool("quick", False, "A one-minute smoke version (n = 2,000, 5 epochs).")
 
 

@@ -283,7 +283,9 @@ def main(argv) -> None:
 def define_flags() -> None:
     from absl import flags
 
-    flags.DEFINE_string("root", "runs", "Directory searched for finished runs.")
+    from limit_tf import cli
+
+    cli.define_shared_flags(root="runs")
     flags.DEFINE_string("out_dir", None, "Where report.md / report.csv / PNGs go (default: --root).")
     flags.DEFINE_bool("plots", True, "Write PNG figures.")
 

@@ -170,7 +170,11 @@ def main(argv) -> None:
     del argv
     from absl import flags
 
+    from limit_tf import cli
+
     f = flags.FLAGS
+    if not f.out:
+        cli.fail("--out is required: where to write the data (a directory for --kind=folder, a file for csv).")
     summary = make(
         f.kind,
         f.out,
@@ -178,7 +182,7 @@ def main(argv) -> None:
         data_dir=f.data_dir,
         num_examples=f.num_examples,
         noise_rate=f.noise_rate,
-        seed=f.seed,
+        seed=f.noise_seed,
         test_out=f.test_out,
     )
     print(summary)
@@ -187,14 +191,16 @@ def main(argv) -> None:
 def define_flags() -> None:
     from absl import flags
 
+    from limit_tf import cli
+
     flags.DEFINE_enum("source", "mnist", list(SOURCES), "Where the examples come from (see above).")
     flags.DEFINE_enum("kind", "folder", ["folder", "csv"], "What to write.")
-    flags.DEFINE_string("out", None, "Where (a directory for folder, a file for csv).", required=True)
+    cli.define_shared_flags(out=(None, "the data (a directory for folder, a file for csv); required."))
     flags.DEFINE_string("test_out", None, "Also write a clean test set there.")
     flags.DEFINE_string("data_dir", None, "Directory with mnist/*.gz (default: $LIMIT_DATA_DIR).")
     flags.DEFINE_integer("num_examples", 3000, "Training examples.")
     flags.DEFINE_float("noise_rate", 0.3, "Share of wrong labels (uniform noise).")
-    flags.DEFINE_integer("seed", 0, "Which examples and which labels go wrong.")
+    flags.DEFINE_integer("noise_seed", 0, "Which examples and which labels go wrong (as limit_tf.main's --noise_seed).")
 
 
 if __name__ == "__main__":

@@ -240,3 +240,21 @@ def test_the_pure_modules_import_without_tensorflow():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.stdout.split() == ["False", "False"], result.stderr[-2000:]
+
+
+def test_shared_flags_are_declared_once_and_documented():
+    """A flag name that several commands take has one meaning: declared in cli.SHARED_FLAGS, nowhere else."""
+    import re
+
+    pattern = re.compile(r"DEFINE_\w+\(\s*\"(" + "|".join(cli.SHARED_FLAGS) + r")\"")
+    offenders = []
+    for folder in ("limit_tf", "tuner", "benchmarks"):
+        for path in (REPO / folder).rglob("*.py"):
+            if path.name == "cli.py":
+                continue
+            offenders += [f"{path.relative_to(REPO)}: --{m}" for m in pattern.findall(path.read_text())]
+    assert not offenders, offenders
+    table = (REPO / "docs" / "usage.md").read_text()
+    for name in (*cli.SHARED_FLAGS, "seed", "noise_seed", "workdir", "untimed_steps"):
+        assert f"| `--{name}`" in table, name
+    assert "argparse" not in "".join(p.read_text() for p in (REPO / "benchmarks").glob("*.py"))

@@ -68,7 +68,7 @@ def define_flags() -> None:
     flags.DEFINE_string("oracle", "grid", f"Search algorithm: {', '.join(ORACLES)}.")
     flags.DEFINE_integer("max_trials", 20, "Maximum number of trials.")
     flags.DEFINE_integer("executions_per_trial", 1, "Trainings per trial (seeds --seed, --seed + 1, ...), averaged.")
-    flags.DEFINE_bool("paper_grids", True, "Search the paper's grid of every hyperparameter the paper searches.")
+    cli.define_shared_flags(paper_grids=True)
     flags.DEFINE_bool("retrain", True, "Retrain the best setting and evaluate it on the clean test set.")
 
 

@@ -42,7 +42,9 @@ def main(argv) -> None:
 def define_flags() -> None:
     from absl import flags
 
-    flags.DEFINE_string("run", None, "The work dir of a run of limit_tf.main, to read (required).")
+    from limit_tf import cli
+
+    cli.define_shared_flags(run=None)
     flags.DEFINE_alias("workdir", "run")
     flags.DEFINE_string(
         "score", None, f"Score: {', '.join(detection.SCORES)} (default: limit for LIMIT runs, else self_confidence)."
