@@ -1,13 +1,13 @@
 import pytest
 
-from limit_tf import sweep, train
+from limit_tf import grid, train
 from limit_tf.config import ConfigError, ExperimentConfig
 from tests.conftest import tiny_config
 
 
 def test_the_grid_runs_ce_first_and_wires_init(tmp_path):
     base = ExperimentConfig(workdir="x", noise="uniform", beta=1.0)
-    configs = sweep.sweep_configs(
+    configs = grid.sweep_configs(
         base,
         root=str(tmp_path),
         noise_rates=[0.5, 0.8],
@@ -30,7 +30,7 @@ def test_the_grid_runs_ce_first_and_wires_init(tmp_path):
 
 def test_paper_grids_and_grid_flags_expand_each_methods_own_hyperparameters(tmp_path):
     base = ExperimentConfig(workdir="x")
-    configs = sweep.sweep_configs(
+    configs = grid.sweep_configs(
         base,
         root=str(tmp_path),
         noise_rates=[0.8],
@@ -55,7 +55,7 @@ def test_a_learning_rate_grid_for_dmi_does_not_sweep_the_ce_run_it_starts_from(t
     base = ExperimentConfig(workdir="x")
 
     def names(variants, start="ce"):
-        configs = sweep.sweep_configs(
+        configs = grid.sweep_configs(
             base,
             root=str(tmp_path),
             noise_rates=[0.8],
@@ -80,7 +80,7 @@ def test_a_learning_rate_grid_for_dmi_does_not_sweep_the_ce_run_it_starts_from(t
 
 def test_unknown_variant(tmp_path):
     with pytest.raises(ValueError, match="unknown 'limit_x'"):
-        sweep.sweep_configs(
+        grid.sweep_configs(
             ExperimentConfig(workdir="x"),
             root=str(tmp_path),
             noise_rates=[0.5],
@@ -92,11 +92,11 @@ def test_unknown_variant(tmp_path):
 
 def test_a_rerun_with_other_settings_over_a_finished_run_is_refused_before_anything_runs(tmp_path, fake_data):
     base = tiny_config("x", fake_data, epochs=1)
-    first = sweep.sweep_configs(
+    first = grid.sweep_configs(
         base, root=str(tmp_path / "root"), noise_rates=[0.5], sizes=[200], variants=["ce"], seeds=[0]
     )
     train.run_experiment(first[0])
-    again = sweep.sweep_configs(
+    again = grid.sweep_configs(
         base.replace(epochs=3), root=str(tmp_path / "root"), noise_rates=[0.5], sizes=[200], variants=["ce"], seeds=[0]
     )
     assert again[0].workdir == first[0].workdir
@@ -118,3 +118,11 @@ def test_the_sweep_command_refuses_a_finished_run_of_other_settings(tmp_path, fa
     again = subprocess.run([*command, "--epochs=3"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2
     assert "holds a finished run of a different experiment (differs in: epochs)" in again.stderr.splitlines()[-1]
+
+
+def test_a_runs_seed_draws_its_split_too_unless_one_noise_seed_is_given(tmp_path):
+    base = ExperimentConfig(workdir="w", noise_rate=0.5)
+    kwargs = dict(root=str(tmp_path), noise_rates=[0.5], sizes=[100], variants=["ce"], seeds=[0, 1, 2])
+    assert [(c.seed, c.noise_seed) for c in grid.sweep_configs(base, **kwargs)] == [(0, 0), (1, 1), (2, 2)]
+    fixed = grid.sweep_configs(base, **kwargs, noise_seed=5)  # the demo: --seed and --noise_seed as in main
+    assert [(c.seed, c.noise_seed) for c in fixed] == [(0, 5), (1, 5), (2, 5)]
