@@ -244,8 +244,11 @@ def config_from_flags(flag_values: flags.FlagValues = FLAGS, **overrides) -> con
             values[field.name] = flag_values[field.name].value
     if values.get("workdir") is None:
         values["workdir"] = ""
+    rates_given = "noise_rates" in flag_values and flag_values["noise_rates"].value
     if (
         "noise" in flag_values
+        and "noise_rate" in flag_values  # commands that set the rate themselves (a benchmark's cells) keep --noise
+        and not rates_given
         and not flag_values["noise"].present
         and "noise" not in overrides
         and not values.get("noise_rate")

@@ -232,6 +232,21 @@ def test_no_noise_asked_for_is_recorded_as_none_and_is_the_same_experiment():
     noisy = cli.config_from_flags(_flag_values("--workdir=w", "--noise_rate=0.5", define=cli.define_config_flags))
     assert noisy.noise == "uniform"
 
+    # Commands that set the rates themselves keep their --noise default (a benchmark's cells, a sweep's rates).
+    def without_rate(fv):
+        cli.define_config_flags(fv, exclude=("noise_rate",), defaults={"noise": "uniform"})
+
+    def with_rates(fv):
+        cli.define_config_flags(fv)
+        cli.define_shared_flags(fv, noise_rates=[])
+
+    assert cli.config_from_flags(_flag_values("--workdir=w", define=without_rate)).noise == "uniform"
+    assert (
+        cli.config_from_flags(_flag_values("--workdir=w", "--noise_rates=0.5,0.8", define=with_rates)).noise
+        == "uniform"
+    )
+    assert cli.config_from_flags(_flag_values("--workdir=w", define=with_rates)).noise == "none"
+
 
 def test_the_pure_modules_import_without_tensorflow():
     code = (
