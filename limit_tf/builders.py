@@ -52,6 +52,12 @@ class MethodContext:
     steps_per_epoch: int | None = None
 
     @property
+    def architecture(self) -> str:
+        """The classifier's network: ``--architecture``, or the data's default (images: by their shape)."""
+        name = self.config.resolved_architecture
+        return models.architecture_for(self.input_shape) if name == "auto" else name
+
+    @property
     def synchronized_bn(self) -> bool:
         # Under a strategy, replicas normalize with the global batch's moments,
         # as one device does (tests/test_distribute.py).
@@ -60,7 +66,7 @@ class MethodContext:
     def network(self, name: str = "classifier", *, last_bias: bool = True) -> keras.Model:
         """The classifier's architecture, freshly initialized."""
         return models.build_model(
-            self.config.resolved_architecture,
+            self.architecture,
             self.num_classes,
             self.input_shape,
             last_bias=last_bias,
@@ -72,7 +78,7 @@ class MethodContext:
         """The q-network of ``--q_architecture``."""
         return models.build_predictor(
             self.config.q_architecture,
-            self.config.resolved_architecture,
+            self.architecture,
             self.num_classes,
             self.input_shape,
             synchronized_bn=self.synchronized_bn,
@@ -80,7 +86,16 @@ class MethodContext:
 
     def optimizer(self) -> keras.optimizers.Optimizer:
         # PyTorch's Adam epsilon (1e-8), as in the paper's reference code; Keras' default is 1e-7.
-        return keras.optimizers.Adam(self.config.learning_rate, epsilon=1e-8)
+        return keras.optimizers.Adam(self.learning_rate(), epsilon=1e-8)
+
+    def learning_rate(self):
+        """``--learning_rate``, or with ``--lr_schedule=cosine`` its cosine decay to 0 over the run's steps."""
+        c = self.config
+        if c.lr_schedule == "constant":
+            return c.learning_rate
+        if not self.steps_per_epoch:
+            raise ValueError("--lr_schedule=cosine needs the number of training steps per epoch.")
+        return keras.optimizers.schedules.CosineDecay(c.learning_rate, decay_steps=c.epochs * self.steps_per_epoch)
 
     def compile(self, model: keras.Model, loss=None) -> keras.Model:
         """Compiles a plain classifier with ``loss``, or a custom-step model without one."""
@@ -221,7 +236,7 @@ def build_for_data(config: ExperimentConfig, dataset, strategy) -> keras.Model:
             if "output size would be zero or negative" in str(e) or "negative dimension" in str(e).lower():
                 size = "x".join(str(d) for d in dataset.input_shape[:-1])
                 raise ConfigError(
-                    f"the inputs are {size} images, too small for --architecture={config.resolved_architecture}: "
+                    f"the inputs are {size} images, too small for --architecture={ctx.architecture}: "
                     "resize them with --image_size=28, or use --architecture=mlp."
                 ) from None
             raise ConfigError(str(e).splitlines()[0]) from None

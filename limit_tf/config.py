@@ -22,9 +22,12 @@ from limit_tf.data import registry, user
 
 NOISE_NAMES = ("none", "uniform", "symmetric", "pair", "asymmetric", "next_class")
 ARCHITECTURE_NAMES = methods.ARCHITECTURES
+AUTO_ARCHITECTURE = "auto"
 STRATEGY_NAMES = ("default", "mirrored", "multi_worker")
 SOURCE_NAMES = ("auto", "local", "tfds")
 CLEAN_MODES = ("drop", "relabel")
+AUGMENT_MODES = ("auto", "on", "off")
+LR_SCHEDULES = ("constant", "cosine")
 # What a --clean_from run must share with this one for its flags to index the same examples.
 CLEAN_MUST_MATCH = (
     "dataset",
@@ -97,6 +100,11 @@ class _Settings:
     validation_fraction: float = _field(0.2, "Your data: the share drawn as the validation split.")
     image_size: int | None = _field(None, "folder: resize every image to this square size (needed when sizes differ).")
     label_column: str = _field("label", "csv: the column that holds the labels.")
+    augment: str = _field(
+        "auto",
+        "Training-batch augmentation, a random crop after padding and a horizontal flip: on, off, or auto (on for "
+        "color images, off for grayscale images and tables; the named datasets keep their protocol: CIFAR on).",
+    )
     data_dir: str | None = _field(None, "Directory with the original data files (default: $LIMIT_DATA_DIR).")
     data_source: str = _field("auto", "auto (local files, then prepared tfds), local or tfds.")
     allow_download: bool = _field(False, "Let tensorflow-datasets download missing data.")
@@ -123,9 +131,16 @@ class _Settings:
     )
     init_from: str | None = _field(None, "Work dir of a finished CE run: FW and DMI start from it, LIMIT '+init' too.")
     architecture: str | None = _field(
-        None, f"Network: {', '.join(ARCHITECTURE_NAMES)} (default: the dataset's paper network)."
+        None,
+        f"Network: {', '.join(ARCHITECTURE_NAMES)} (default: the dataset's paper network; your data: mlp for a "
+        "table; for images mnist_cnn when grayscale and at most 32 pixels, else resnet20, a network for photos).",
     )
     epochs: int = _field(400, "Maximum number of epochs.")
+    lr_schedule: str = _field(
+        "constant",
+        "The learning rate over the run: constant (the paper's), or cosine (from --learning_rate down to 0 over "
+        "--epochs, per step; the classifier's starts after LIMIT's warm-up).",
+    )
     patience: int = _field(100, "Stop after this many epochs without a better validation accuracy.")
     batch_size: int = _field(
         0,
@@ -154,10 +169,12 @@ class _Settings:
 
     @property
     def resolved_architecture(self) -> str:
+        """``architecture``, or the data's default: the paper's network for a named dataset, the MLP for a
+        table, and ``auto`` for your images (decided by their shape: :func:`limit_tf.models.architecture_for`)."""
         if self.architecture:
             return self.architecture
         if self.user_data:
-            return "mlp" if user.is_tabular(self.dataset) else "mnist_cnn"
+            return "mlp" if user.is_tabular(self.dataset) else AUTO_ARCHITECTURE
         return registry.get_spec(self.dataset).architecture
 
     def resolved_batch_size(self, num_train: int) -> int:
@@ -199,6 +216,8 @@ class _Settings:
         _choice("noise", self.noise, NOISE_NAMES)
         _choice("method", self.method, tuple(methods.METHODS))
         _choice("strategy", self.strategy, STRATEGY_NAMES)
+        _choice("augment", self.augment, AUGMENT_MODES)
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         if self.architecture is not None:
             _choice("architecture", self.architecture, ARCHITECTURE_NAMES)
         if not self.workdir:

@@ -151,7 +151,7 @@ class MethodSpec:
 PREDICTORS = ("gaussian", "laplace", "ce")
 # The architectures of limit_tf.models by name (kept here, TensorFlow-free, for
 # validation; tests/test_models.py checks that the two agree).
-ARCHITECTURES = ("mnist_cnn", "mlp", "resnet34", "resnet50")
+ARCHITECTURES = ("mnist_cnn", "mlp", "resnet20", "resnet34", "resnet50")
 
 # Shared hyperparameters. The learning rate belongs to every method; only DMI
 # searches it in the paper.

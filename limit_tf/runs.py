@@ -10,6 +10,7 @@ the benchmarks. The work dir's files are described in
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import keras
@@ -25,8 +26,21 @@ from limit_tf.config import ConfigError, ExperimentConfig
 
 def load_data(config: ExperimentConfig) -> data_lib.NoisyDataset:
     """The config's noisy dataset (split, subset and noise fixed by ``noise_seed``), cleaned with ``clean_from``."""
-    dataset = _load_data(config)
+    dataset = with_augmentation(_load_data(config), config.augment, users=config.user_data)
     return cleaned(dataset, config) if config.clean_from else dataset
+
+
+def with_augmentation(dataset: data_lib.NoisyDataset, mode: str, *, users: bool) -> data_lib.NoisyDataset:
+    """The dataset with ``--augment`` applied: ``on``, ``off``, or ``auto`` (a named dataset keeps its
+    protocol; your images, ``users``, are augmented when they have color: 3 channels)."""
+    if mode == "auto":
+        color = len(dataset.input_shape) == 3 and dataset.input_shape[-1] == 3
+        on = dataset.augment or (users and color)
+    else:
+        on = mode == "on"
+    if on and len(dataset.input_shape) != 3:
+        raise ConfigError(f"--augment=on needs images; the inputs have shape {tuple(dataset.input_shape)}.")
+    return dataclasses.replace(dataset, augment=bool(on))
 
 
 def cleaned(dataset: data_lib.NoisyDataset, config: ExperimentConfig) -> data_lib.NoisyDataset:

@@ -15,6 +15,9 @@ def _trainable(model):
         # conv 544 + 16,416 + 18,496 + 147,712, BN 2*(32+32+64+256), fc 32,896 + 1,290.
         ("mnist_cnn", 10, (28, 28, 1), 218_122),
         ("mlp", 10, (28, 28, 1), 784 * 512 + 512 + 3 * (512 * 512 + 512) + 512 * 10 + 10),
+        # Pre-activation ResNet-20 (16/32/64), counted by hand: stem 432; stage 1 3 x (2 x 2,304 + 2 x 32);
+        # stage 2 14,432 + 2 x 18,560; stage 3 57,536 + 2 x 73,984; final BN 128; logits 650.
+        ("resnet20", 10, (32, 32, 3), 272_282),
         # The CIFAR ResNet-34 of the paper's reference code / kuangliu's (PyTorch counts).
         ("resnet34", 10, (32, 32, 3), 21_282_122),
         # torchvision's ResNet-50.
@@ -31,6 +34,9 @@ def test_parameter_counts(name, k, shape, trainable):
         ("mnist_cnn", (28, 28, 1)),
         ("mlp", (28, 28, 1)),
         ("mlp", (7,)),
+        ("resnet20", (8, 8, 3)),
+        ("resnet20", (96, 96, 3)),  # a stride-2 stem above 64 pixels
+        ("resnet20", (32, 32, 1)),
         ("resnet34", (16, 16, 3)),
         ("resnet50", (64, 64, 3)),
     ],

@@ -133,11 +133,12 @@ def training_stream(dataset: NoisyDataset, *, batch_size: int, epochs: int, seed
         order = tf.argsort(tf.random.stateless_uniform([n], seed=epoch_seed))
         ds = tf.data.Dataset.from_tensor_slices(order)
         if dataset.augment:
+            pad = max(4, min(dataset.input_shape[:2]) // 8)  # 4 pixels at 32 x 32, an eighth of larger images
 
             def augment(i):
                 s = tf.stack([epoch * 1_000_003 + tf.cast(i, tf.int64), tf.constant(seed, tf.int64)])
                 image = x[i]
-                padded = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
+                padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
                 image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=s)
                 return tf.image.stateless_random_flip_left_right(image, seed=s + 1), y[i]
 

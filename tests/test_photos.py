@@ -1,0 +1,107 @@
+"""Photographs: the default network follows the data, color images are augmented, a cosine schedule."""
+
+import numpy as np
+import pytest
+
+from limit_tf import builders, data, models, runs, train
+from limit_tf.config import ConfigError, ExperimentConfig
+
+
+def _photo_folder(root, size=16, per_class=12, color=True):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(("cat", "dog")):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            shape = (size, size, 3) if color else (size, size)
+            pixels = rng.integers(0, 80, shape, dtype=np.uint8) + 100 * k
+            Image.fromarray(pixels).save(root / name / f"{k}{i:02d}.png")
+    return root
+
+
+@pytest.mark.parametrize(
+    "shape, expected",
+    [
+        ((64,), "mlp"),
+        ((28, 28, 1), "mnist_cnn"),
+        ((32, 32, 1), "mnist_cnn"),
+        ((64, 64, 1), "resnet20"),
+        ((32, 32, 3), "resnet20"),
+        ((8, 8, 3), "resnet20"),
+    ],
+)
+def test_the_default_network_follows_the_data(shape, expected):
+    assert models.architecture_for(shape) == expected
+    config = ExperimentConfig(workdir="w", dataset="folder:/nowhere")
+    assert config.resolved_architecture == "auto"
+    assert builders.MethodContext(config, 10, shape).architecture == expected
+    assert builders.MethodContext(config.replace(architecture="mlp"), 10, shape).architecture == "mlp"
+    assert ExperimentConfig(workdir="w", dataset="csv:/t.csv").resolved_architecture == "mlp"
+    assert ExperimentConfig(workdir="w", dataset="cifar10").resolved_architecture == "resnet34"  # the paper's
+
+
+def test_color_folders_are_augmented_by_default_grayscale_and_tables_are_not(tmp_path):
+    color = _photo_folder(tmp_path / "color")
+    gray = _photo_folder(tmp_path / "gray", color=False)
+    config = ExperimentConfig(workdir=str(tmp_path / "w"), dataset=f"folder:{color}", noise="none")
+    assert runs.load_data(config).augment
+    assert not runs.load_data(config.replace(augment="off")).augment
+    assert not runs.load_data(config.replace(dataset=f"folder:{gray}")).augment
+    assert runs.load_data(config.replace(dataset=f"folder:{gray}", augment="on")).augment
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(20)))
+    with pytest.raises(ConfigError, match=r"--augment=on needs images"):
+        runs.load_data(config.replace(dataset=f"csv:{table}", augment="on"))
+    with pytest.raises(ConfigError, match=r"--augment='maybe' is not allowed"):
+        config.replace(augment="maybe").validate()
+
+
+def test_the_augmented_stream_is_keyed_by_seed_and_epoch_so_a_resumed_run_sees_the_same_batches(tmp_path):
+    folder = _photo_folder(tmp_path / "color", size=32)
+    dataset = runs.load_data(ExperimentConfig(workdir="w", dataset=f"folder:{folder}", noise="none"))
+    whole, steps = data.training_stream(dataset, batch_size=8, epochs=3, seed=4)
+    batches = [x.numpy() for x, _ in whole.take(3 * steps)]
+    resumed, _ = data.training_stream(dataset, batch_size=8, epochs=3, seed=4, first_epoch=2)
+    for a, (b, _) in zip(batches[2 * steps :], resumed.take(steps), strict=True):
+        np.testing.assert_array_equal(a, b.numpy())
+    plain = runs.with_augmentation(dataset, "off", users=True)
+    unaugmented, _ = data.training_stream(plain, batch_size=8, epochs=1, seed=4)
+    first = next(iter(unaugmented))[0].numpy()
+    assert not np.array_equal(first, batches[0])  # the same order (same seed), other pixels: crops and flips
+    other_seed = next(iter(data.training_stream(dataset, batch_size=8, epochs=1, seed=5)[0]))[0].numpy()
+    assert not np.array_equal(other_seed, batches[0])
+
+
+def test_cosine_schedule_decays_to_zero_over_the_run():
+    config = ExperimentConfig(workdir="w", lr_schedule="cosine", learning_rate=0.01, epochs=10)
+    ctx = builders.MethodContext(config, 10, (8,), steps_per_epoch=5)
+    schedule = ctx.learning_rate()
+    assert float(schedule(0)) == pytest.approx(0.01)
+    assert float(schedule(25)) == pytest.approx(0.005, rel=1e-4)
+    assert float(schedule(50)) == pytest.approx(0.0, abs=1e-9)
+    assert builders.MethodContext(config.replace(lr_schedule="constant"), 10, (8,)).learning_rate() == 0.01
+    with pytest.raises(ValueError, match="needs the number of training steps per epoch"):
+        builders.MethodContext(config, 10, (8,)).learning_rate()
+
+
+def test_a_color_folder_trains_limit_end_to_end_with_the_photo_network(tmp_path):
+    folder = _photo_folder(tmp_path / "color", size=16, per_class=16)
+    config = ExperimentConfig(
+        workdir=str(tmp_path / "run"),
+        dataset=f"folder:{folder}",
+        noise="none",
+        method="limit",
+        epochs=2,
+        patience=2,
+        lr_schedule="cosine",
+    )
+    results = train.run_experiment(config)
+    assert results["epochs_run"] == 2
+    import tensorflow as tf
+
+    model = train.build_model(config, runs.load_data(config), tf.distribute.get_strategy())
+    assert (
+        model.classifier.name == "resnet20"
+        and model.predictor_network.count_params() == model.classifier.count_params()
+    )
