@@ -59,6 +59,7 @@ SETTINGS = {
     "limit_batch128": ("--method=limit", "--batch_size=128"),
     "limit_batch256": ("--method=limit", "--batch_size=256"),  # the default before auto batches
     "ce_batch32": ("--method=ce", "--batch_size=32"),
+    "ce_batch256": ("--method=ce", "--batch_size=256"),
 }
 DEFAULT_SETTINGS = ("ce", "limit_beta1", "limit_beta3", "limit_beta10", "limit_beta30", "limit_g_beta10")
 

@@ -144,8 +144,9 @@ class _Settings:
     patience: int = _field(100, "Stop after this many epochs without a better validation accuracy.")
     batch_size: int = _field(
         0,
-        "Global batch size; 0 (the default) is auto: the paper's 256, or on fewer than 512 training examples the "
-        "largest power of two up to half of them (at least 8), so that an epoch is at least two gradient steps.",
+        "Global batch size; 0 (the default) is auto: the paper's 256, and for LIMIT on fewer than 512 training "
+        "examples the largest power of two up to half of them (at least 8), so that an epoch is at least two "
+        "gradient steps (methods that fit the labels keep 256: more steps memorize sooner).",
     )
     seed: int = _field(0, "Seed of the weights, the batch order and sampling.")
     noise_seed: int = _field(0, "Seed of the split, the subset and the label noise.")
@@ -178,8 +179,11 @@ class _Settings:
         return registry.get_spec(self.dataset).architecture
 
     def resolved_batch_size(self, num_train: int) -> int:
-        """``batch_size``, or with 0 (auto) :func:`auto_batch_size` of the training split's size."""
-        return int(self.batch_size) or auto_batch_size(num_train)
+        """``batch_size``, or with 0 (auto) the paper's 256, or for a method with ``small_data_batches``
+        :func:`auto_batch_size` of the training split's size."""
+        if self.batch_size:
+            return int(self.batch_size)
+        return auto_batch_size(num_train) if self.spec.small_data_batches else PAPER_BATCH_SIZE
 
     @property
     def spec(self) -> methods.MethodSpec:

@@ -271,7 +271,7 @@ def test_images_too_small_for_the_network_are_one_line_naming_the_fixes(tmp_path
 
 
 def test_too_few_gradient_steps_are_named_with_the_fix(tmp_path):
-    config = train.ExperimentConfig(workdir=str(tmp_path / "r"), epochs=30, batch_size=256)
+    config = train.ExperimentConfig(workdir=str(tmp_path / "r"), epochs=30, batch_size=256, method="limit")
     message = train.too_few_steps(config, num_train=83, steps_per_epoch=1)
     assert "only 30 gradient steps" in message and f"--epochs={train.MIN_STEPS}" in message
     assert "--batch_size=32" in message  # what auto would have taken
@@ -284,10 +284,12 @@ def test_too_few_gradient_steps_are_named_with_the_fix(tmp_path):
 @pytest.mark.parametrize(
     "num_train, batch", [(60_000, 256), (1000, 256), (512, 256), (511, 128), (364, 128), (114, 32), (20, 8), (1, 8)]
 )
-def test_the_auto_batch_keeps_the_papers_256_and_gives_small_data_two_steps_an_epoch(num_train, batch):
+def test_the_auto_batch_keeps_the_papers_256_and_gives_limit_on_small_data_two_steps_an_epoch(num_train, batch):
     assert config_lib.auto_batch_size(num_train) == batch
-    assert train.ExperimentConfig(workdir="w").resolved_batch_size(num_train) == batch
-    assert train.ExperimentConfig(workdir="w", batch_size=100).resolved_batch_size(num_train) == 100
+    limit = train.ExperimentConfig(workdir="w", method="limit")
+    assert limit.resolved_batch_size(num_train) == batch
+    assert limit.replace(batch_size=100).resolved_batch_size(num_train) == 100
+    assert limit.replace(method="ce").resolved_batch_size(num_train) == 256  # label-fitting methods keep 256
 
 
 def test_a_small_table_trains_with_the_auto_batch_and_records_it(tmp_path):
@@ -296,7 +298,7 @@ def test_a_small_table_trains_with_the_auto_batch_and_records_it(tmp_path):
     table = tmp_path / "t.csv"
     table.write_text("\n".join(rows) + "\n")
     config = train.ExperimentConfig(
-        workdir=str(tmp_path / "run"), dataset=f"csv:{table}", noise="none", epochs=2, patience=2
+        workdir=str(tmp_path / "run"), dataset=f"csv:{table}", noise="none", epochs=2, patience=2, method="limit"
     )
     results = train.run_experiment(config)
     used = results["num_train_examples_used"]
