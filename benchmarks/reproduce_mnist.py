@@ -89,7 +89,7 @@ def parse_cells(values) -> list[tuple[float, int]]:
 
 
 def build_configs(base, cells, variants, seeds: int, grids: dict, paper_grids: bool, root: str) -> list:
-    from limit_tf import grid
+    from limit_tf import grid, paths
 
     unknown = [v for v in variants if v not in methods.VARIANTS]
     if unknown:
@@ -109,7 +109,7 @@ def build_configs(base, cells, variants, seeds: int, grids: dict, paper_grids: b
             paper_grids=paper_grids,
         )
     for config in configs:
-        config.validate(check_init_from=False)
+        paths.check(config.validate(), init_from=False)
     return configs
 
 

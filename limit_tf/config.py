@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from limit_tf import methods, workdir
+from limit_tf import methods
 from limit_tf.data import registry, user
 
 NOISE_NAMES = ("none", "uniform", "symmetric", "pair", "asymmetric", "next_class")
@@ -189,23 +189,15 @@ class _Settings:
     def spec(self) -> methods.MethodSpec:
         return methods.get(self.method)
 
-    def validate(self, *, check_init_from: bool = True) -> ExperimentConfig:
-        """Checks every field; raises :class:`ConfigError` on the first bad one.
+    def validate(self) -> ExperimentConfig:
+        """Checks every field's value; raises :class:`ConfigError` on the first bad one.
 
-        Args:
-          check_init_from: also check that ``init_from`` is a finished CE run
-            of the same data and architecture (a sweep validates its runs
-            before their CE runs exist, so it skips this).
+        Pure: it reads no file. Whether the paths it names exist and hold
+        what they should (your data, the work dir, ``--init_from``,
+        ``--clean_from``) is checked where runs are opened
+        (:func:`limit_tf.paths.check`).
         """
         if self.user_data:
-            kind = user.parse(self.dataset)[0]
-            problem = user.problem(self.dataset)
-            if problem:
-                raise ConfigError(f"--dataset={self.dataset!r}: {problem}.")
-            if self.test_data and kind != "tfds":
-                problem = user.problem(f"{kind}:{self.test_data}")
-                if problem:
-                    raise ConfigError(f"--test_data={self.test_data!r}: {problem}.")
             if not 0.0 < self.validation_fraction < 1.0:
                 raise ConfigError(
                     f"--validation_fraction={self.validation_fraction!r} is not allowed: it must be in (0, 1)."
@@ -226,9 +218,6 @@ class _Settings:
             _choice("architecture", self.architecture, ARCHITECTURE_NAMES)
         if not self.workdir:
             raise ConfigError("--workdir is required: a directory for this run's outputs.")
-        problem = workdir.unusable_dir_problem(self.workdir)
-        if problem:
-            raise ConfigError(f"--workdir={self.workdir!r} {problem}.")
         if math.isnan(self.noise_rate) or not 0.0 <= self.noise_rate < 1.0:
             raise ConfigError(f"--noise_rate={self.noise_rate!r} is not allowed: it must be in [0, 1).")
         if self.noise == "none" and self.noise_rate != 0:
@@ -252,8 +241,7 @@ class _Settings:
             raise ConfigError(
                 f"--warmup_epochs={self.warmup_epochs} is not allowed: it must be < --epochs={self.epochs}."
             )
-        if check_init_from:
-            self._validate_init_from()
+        self._validate_init_from()
         if self.devices and self.strategy != "mirrored":
             raise ConfigError(
                 f"--devices={','.join(self.devices)} is not allowed with --strategy={self.strategy}: "
@@ -304,38 +292,9 @@ class _Settings:
             raise ConfigError(
                 f"--init_from is not allowed with --method={self.method}: only FW, DMI and LIMIT ('+init') use it."
             )
-        problem = workdir.init_source_problem(self.init_from)
-        if problem:
-            raise ConfigError(f"--init_from={self.init_from!r} {problem}")
-        source = workdir.RunDir(self.init_from).config() or {}
-        their_dataset = source.get("dataset", self.dataset)
-        their_architecture = source.get("architecture") or (
-            registry.DATASETS[their_dataset].architecture if their_dataset in registry.DATASETS else None
-        )
-        for what, mine, other in (
-            ("dataset", self.dataset, their_dataset),
-            ("architecture", self.resolved_architecture, their_architecture or self.resolved_architecture),
-        ):
-            if mine != other:
-                raise ConfigError(
-                    f"--init_from={self.init_from!r} is a run with {what} {other!r}; this run's {what} is {mine!r}: "
-                    "start from a CE run of the same dataset and architecture."
-                )
 
     def _validate_clean_from(self) -> None:
         _choice("clean", self.clean, CLEAN_MODES)
-        if self.clean_from is None:
-            return
-        run = workdir.RunDir(self.clean_from)
-        if not run.finished:
-            raise ConfigError(f"--clean_from={self.clean_from!r} is not a finished run (no {workdir.RESULTS}).")
-        source = run.config() or {}
-        for name in CLEAN_MUST_MATCH:
-            if name in source and source[name] != getattr(self, name):
-                raise ConfigError(
-                    f"--clean_from={self.clean_from!r} trained on other data ({name}={source[name]!r}, here "
-                    f"{getattr(self, name)!r}): cleaning needs the same training examples."
-                )
 
     # ------------------------------------------------------------------
     # Identity: which settings change a run's results.

@@ -56,13 +56,13 @@ def main(argv) -> None:
     del argv
     from absl import logging
 
-    from limit_tf import report, train
+    from limit_tf import paths, report, train
 
     quick = {k: v for k, v in QUICK.items() if not FLAGS[k].present} if FLAGS.quick else {}
     root = FLAGS.root + ("_quick" if FLAGS.quick else "")
     configs = demo_configs(root, cli.config_from_flags(workdir="demo", **quick))
     for config in configs:
-        config.validate()
+        paths.check(config.validate())
         train.finished_results(config)
         train.check_workdir(config)
     dataset = train.prepare(configs[0])

@@ -25,8 +25,9 @@ def main(argv) -> None:
     del argv
     config = cli.config_from_flags()
     if config.strategy == "multi_worker":
-        config.validate()
-        from limit_tf import distribute
+        from limit_tf import distribute, paths
+
+        paths.check(config.validate())
 
         distribute.get_strategy("multi_worker", cluster_timeout=config.cluster_timeout)  # before any other TF op
     import tensorflow as tf

@@ -61,11 +61,11 @@ def configs_from_flags() -> list[config_lib.ExperimentConfig]:
         paper_grids=FLAGS.paper_grids,
         plus_init=FLAGS.plus_init,
     )
-    from limit_tf import train
+    from limit_tf import paths, train
 
     for config in configs:
         # Everything is checked before the first run; the CE dirs for --init_from may not exist yet.
-        config.validate(check_init_from=False)
+        paths.check(config.validate(), init_from=False)
         train.finished_results(config)
         train.check_workdir(config)
     return configs

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 from absl import logging
 
-from limit_tf import builders, distribute, inference, methods, runs, workdir
+from limit_tf import builders, distribute, inference, methods, paths, runs, workdir
 from limit_tf import callbacks as callbacks_lib
 from limit_tf import data as data_lib
 from limit_tf import engine as engine_lib
@@ -126,7 +126,7 @@ def prepare(config: ExperimentConfig, *, check_run_dir: bool = True) -> data_lib
       ConfigError: a bad setting, a work dir of another experiment, or data
         that is missing offline, damaged or invalid.
     """
-    config.validate()
+    paths.check(config.validate())
     if check_run_dir:
         check_workdir(config)
     try:
@@ -179,7 +179,7 @@ def run_experiment(config: ExperimentConfig, *, callbacks=(), dataset: data_lib.
     strategy = distribute.get_strategy(config.strategy, config.devices, cluster_timeout=config.cluster_timeout)
     engine = engine_lib.for_strategy(strategy)
     run = workdir.RunDir(config.workdir)
-    done = _finished(config.validate(), engine, run)
+    done = _finished(paths.check(config.validate()), engine, run)
     if done is not None:
         return done
     if dataset is None:

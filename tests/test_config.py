@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+from limit_tf import paths
 from limit_tf.config import ConfigError, ExperimentConfig, check_tf_config
 
 
@@ -65,41 +66,49 @@ def _finished_ce(path, **config):
 def test_init_from_must_be_a_finished_ce_run_of_the_same_data_and_architecture(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="holds no trained model"):
-        _config(tmp_path, method="limit", init_from=str(tmp_path / "empty")).validate()
+        paths.check(_config(tmp_path, method="limit", init_from=str(tmp_path / "empty")).validate())
     _finished_ce(tmp_path / "limit_run")
     (tmp_path / "limit_run" / "config.json").write_text(json.dumps({"method": "limit"}))
     with pytest.raises(ConfigError, match="is a 'limit' run"):
-        _config(tmp_path, method="fw", init_from=str(tmp_path / "limit_run")).validate()
+        paths.check(_config(tmp_path, method="fw", init_from=str(tmp_path / "limit_run")).validate())
     with pytest.raises(ConfigError, match="is not a directory"):
-        _config(tmp_path, method="limit", init_from=str(tmp_path / "nope")).validate()
+        paths.check(_config(tmp_path, method="limit", init_from=str(tmp_path / "nope")).validate())
     _finished_ce(tmp_path / "mlp_ce", architecture="mlp")
     with pytest.raises(ConfigError, match="architecture 'mlp'; this run's architecture is 'mnist_cnn'"):
-        _config(tmp_path, method="dmi", init_from=str(tmp_path / "mlp_ce")).validate()
+        paths.check(_config(tmp_path, method="dmi", init_from=str(tmp_path / "mlp_ce")).validate())
     _finished_ce(tmp_path / "fashion_ce", dataset="fashion_mnist")
     with pytest.raises(ConfigError, match="dataset 'fashion_mnist'"):
-        _config(tmp_path, method="dmi", init_from=str(tmp_path / "fashion_ce")).validate()
+        paths.check(_config(tmp_path, method="dmi", init_from=str(tmp_path / "fashion_ce")).validate())
     _finished_ce(tmp_path / "good_ce")
-    _config(tmp_path, method="dmi", init_from=str(tmp_path / "good_ce")).validate()
+    paths.check(_config(tmp_path, method="dmi", init_from=str(tmp_path / "good_ce")).validate())
     (tmp_path / "torn").mkdir()
     (tmp_path / "torn" / "best.weights.h5").write_bytes(b"")
     (tmp_path / "torn" / "config.json").write_text('{"method": "c')
     with pytest.raises(ConfigError, match=r"torn/config.json is corrupt"):
-        _config(tmp_path, method="dmi", init_from=str(tmp_path / "torn")).validate()
+        paths.check(_config(tmp_path, method="dmi", init_from=str(tmp_path / "torn")).validate())
+
+
+def test_validation_is_pure_and_the_paths_are_checked_where_runs_are_opened(tmp_path):
+    missing = ExperimentConfig(workdir=str(tmp_path / "w"), method="dmi", init_from=str(tmp_path / "nope"))
+    assert missing.validate() is missing  # reads no file
+    with pytest.raises(ConfigError, match="is not a directory"):
+        paths.check(missing)
+    paths.check(missing, init_from=False)  # a sweep, before its CE runs exist
 
 
 def test_workdir_that_cannot_be_a_directory_is_refused_before_anything(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(ConfigError, match="is a file, not a directory"):
-        ExperimentConfig(workdir=str(tmp_path / "afile")).validate()
+        paths.check(ExperimentConfig(workdir=str(tmp_path / "afile")).validate())
     with pytest.raises(ConfigError, match="lies inside .*afile.*, which is a file"):
-        ExperimentConfig(workdir=str(tmp_path / "afile" / "run")).validate()
+        paths.check(ExperimentConfig(workdir=str(tmp_path / "afile" / "run")).validate())
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
     try:
         if not os.access(locked, os.W_OK):  # root may write anyway
             with pytest.raises(ConfigError, match="read-only"):
-                ExperimentConfig(workdir=str(locked / "run")).validate()
+                paths.check(ExperimentConfig(workdir=str(locked / "run")).validate())
     finally:
         locked.chmod(0o700)
 

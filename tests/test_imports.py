@@ -20,7 +20,15 @@ FOUNDATIONS = {
     "limit_tf.paper": set(),
     "limit_tf.detection": set(),
     "limit_tf.noise": set(),
-    "limit_tf.config": {"limit_tf.methods", "limit_tf.workdir", "limit_tf.data", "limit_tf.paper", "limit_tf.noise"},
+    "limit_tf.config": {"limit_tf.methods", "limit_tf.data", "limit_tf.paper", "limit_tf.noise"},  # reads no file
+    "limit_tf.paths": {
+        "limit_tf.config",
+        "limit_tf.workdir",
+        "limit_tf.methods",
+        "limit_tf.data",
+        "limit_tf.paper",
+        "limit_tf.noise",
+    },
 }
 
 

@@ -10,7 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from limit_tf import data
+from limit_tf import data, paths
 from limit_tf.config import ConfigError, ExperimentConfig
 from limit_tf.data import user
 from tests.conftest import REPO
@@ -125,11 +125,11 @@ def test_the_protocol_on_your_data_takes_labels_as_given(tmp_path):
 
 def test_config_checks_your_data_before_anything_runs(tmp_path):
     with pytest.raises(ConfigError, match=r"--dataset='folder:.*nope': .*nope does not exist"):
-        ExperimentConfig(workdir=str(tmp_path / "w"), dataset=f"folder:{tmp_path / 'nope'}").validate()
+        paths.check(ExperimentConfig(workdir=str(tmp_path / "w"), dataset=f"folder:{tmp_path / 'nope'}").validate())
     with pytest.raises(ConfigError, match="--test_data is for your own data"):
         ExperimentConfig(workdir=str(tmp_path / "w"), test_data="x").validate()
     table = _csv(tmp_path / "t.csv", [(1, 2, "x"), (3, 4, "y")])
-    config = ExperimentConfig(workdir=str(tmp_path / "w"), dataset=f"csv:{table}").validate()
+    config = paths.check(ExperimentConfig(workdir=str(tmp_path / "w"), dataset=f"csv:{table}").validate())
     assert config.resolved_architecture == "mlp"
     assert config.differences(config.replace(dataset=f"csv:{tmp_path}/./t.csv")) == []
 
