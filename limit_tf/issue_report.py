@@ -80,7 +80,18 @@ def save(out_dir, detection, dataset, *, suggested, summary: dict, score_name: s
     if truth is not None:
         written.append(score_histogram(out / "score_histogram.png", detection, observed != truth, score_name))
     if dataset.train.x.ndim == 4:
-        written.append(suspects_grid(out / "suspects_grid.png", detection, observed, dataset.train.x, names, truth))
+        written.append(
+            suspects_grid(
+                out / "suspects_grid.png",
+                detection,
+                observed,
+                dataset.train.x,
+                names,
+                truth,
+                origins=origins if origin_name == "path" else None,
+                suggested=suggested,
+            )
+        )
     return written
 
 
@@ -111,8 +122,32 @@ def score_histogram(path: Path, detection, corrupted: np.ndarray, score_name: st
     return path
 
 
-def suspects_grid(path: Path, detection, observed, images, class_names, truth=None, per_class: int = 8) -> Path:
-    """Figures 4/A3: the most suspicious examples of each observed class, titled with class names."""
+def suspect_title(class_names, observed: int, suggested: int | None, origin=None, truth: int | None = None) -> str:
+    """An image's title in the grid: its file (when it has one), its label, the suggested one, the truth."""
+    lines = [str(origin)] if origin is not None else []
+    label = class_names[int(observed)]
+    if suggested is not None and int(suggested) != int(observed):
+        label += f" -> {class_names[int(suggested)]}?"
+    lines.append(label)
+    if truth is not None:
+        lines.append(f"(true: {class_names[int(truth)]})")
+    return "\n".join(lines)
+
+
+def suspects_grid(
+    path: Path,
+    detection,
+    observed,
+    images,
+    class_names,
+    truth=None,
+    per_class: int = 8,
+    *,
+    origins=None,
+    suggested=None,
+) -> Path:
+    """Figures 4/A3: the most suspicious examples of each observed class, each titled by
+    :func:`suspect_title` (file name, label, suggested label)."""
     from matplotlib.figure import Figure
 
     classes = np.unique(observed)
@@ -126,8 +161,15 @@ def suspects_grid(path: Path, detection, observed, images, class_names, truth=No
             if col < len(suspects):
                 image = np.asarray(images[suspects[col]])
                 ax.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
-                true = "" if truth is None else f"\n(true: {class_names[int(truth[suspects[col]])]})"
-                ax.set_title(f"{class_names[int(c)]}{true}", fontsize=6)
+                i = suspects[col]
+                title = suspect_title(
+                    class_names,
+                    c,
+                    None if suggested is None else suggested[i],
+                    None if origins is None else origins[i],
+                    None if truth is None else truth[i],
+                )
+                ax.set_title(title, fontsize=5)
     fig.suptitle("most suspicious examples per observed label", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -160,5 +202,12 @@ def describe(summary: dict, out_dir, top: int = 5) -> str:
             f"(score {r['score']})"
             for r in rows
         ]
+    if summary.get("estimated_clean_accuracy") is not None:
+        lines.append(
+            f"The classifier on the validation split: {100 * summary['validation_accuracy']:.1f}% on the given labels, "
+            f"{100 * summary['estimated_clean_accuracy']:.1f}% estimated against the true ones."
+        )
+    if summary.get("trust_warning"):
+        lines.append(f"Warning: {summary['trust_warning']}")
     lines.append(f"Written: {out_dir}/ ({ISSUES}, {SUMMARY}, figures).")
     return "\n".join(lines)

@@ -185,6 +185,22 @@ def load_trained_model(workdir_path):
     return model, config, dataset
 
 
+def validation_trust(model, dataset: data_lib.NoisyDataset, estimate) -> dict:
+    """The classifier on the validation split: its accuracy on the given labels, its estimated clean
+    accuracy (:func:`limit_tf.detection.estimated_clean_accuracy`) and the warning when that is too low."""
+    if not len(dataset.validation):
+        return {"validation_accuracy": None, "estimated_clean_accuracy": None, "trust_warning": None}
+    inputs = data_lib.to_tf_dataset(dataset, "validation", batch_size=1024, inputs_only=True)
+    predicted = model_probabilities(model, inputs)["classifier"].argmax(axis=1)
+    observed = dataset.validation.labels
+    clean = detection.estimated_clean_accuracy(predicted, observed, estimate.joint)
+    return {
+        "validation_accuracy": float(np.mean(predicted == observed)),
+        "estimated_clean_accuracy": clean,
+        "trust_warning": detection.trust_warning(clean),
+    }
+
+
 def output_dir(workdir_path, score: str) -> Path:
     """Where :func:`detect_in_run` writes by default: ``<workdir>/detection_<score>``."""
     return Path(workdir_path) / f"detection_{score}"
@@ -227,8 +243,11 @@ def detect_in_run(
         noise_mask=dataset.train.noise_mask if dataset.truth_known else None,
     )
     summary = {"score": score, **summary, "truth_known": dataset.truth_known}
+    summary.update(validation_trust(model, dataset, estimate))
     if dataset.truth_known:
         summary["realized_noise_rate"] = dataset.realized_noise_rate
+    if summary["trust_warning"]:
+        logging.warning("%s", summary["trust_warning"])
     issue_report.save(
         out_dir or output_dir(workdir_path, score),
         found,

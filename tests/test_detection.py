@@ -127,6 +127,11 @@ def test_detect_in_run_writes_outputs(tmp_path):
         f"  training example {rows[0]['source_index']}: labelled {rows[0]['observed_label']}, "
         f"looks like {rows[0]['suggested_label']} (score {rows[0]['score']})"
     )
+    # A one-epoch network is weak: the detection says how weak, and not to trust it.
+    assert 0 <= report["estimated_clean_accuracy"] <= 1 and 0 <= report["validation_accuracy"] <= 1
+    if report["estimated_clean_accuracy"] < detection.TRUSTED_ACCURACY:
+        assert report["trust_warning"] and any(line.startswith("Warning: the classifier's") for line in text)
+    assert any(line.startswith("The classifier on the validation split:") for line in text)
     assert runs.detect_in_run(tmp_path / "run", score="normalized_margin")["num_examples"] == 200
     # A damaged best.keras: the run's weights file serves instead, with a warning (not "File not found").
     (tmp_path / "run" / "best.keras").write_bytes(b"garbage")
@@ -226,3 +231,26 @@ def test_find_clean_and_retrain_on_an_image_folder(tmp_path):
     assert (tmp_path / "limit" / "detection_limit" / issue_report.ISSUES).is_file()
     with pytest.raises(Exception, match="trained on other data"):
         train.prepare(ExperimentConfig(workdir=str(tmp_path / "x"), method="ce", clean_from=str(tmp_path / "limit")))
+
+
+def test_the_clean_accuracy_is_estimated_from_noisy_labels_and_a_weak_classifier_is_flagged():
+    rng = np.random.default_rng(3)
+    n, k, rate = 20_000, 10, 0.4
+    clean = rng.integers(0, k, n)
+    wrong = rng.random(n) < rate
+    observed = np.where(wrong, (clean + rng.integers(1, k, n)) % k, clean)
+    right = rng.random(n) < 0.8  # a classifier right about the true label 80% of the time
+    predicted = np.where(right, clean, (clean + rng.integers(1, k, n)) % k)
+    joint = np.zeros((k, k))
+    np.add.at(joint, (observed, clean), 1.0)  # [given, true] as confident learning estimates it
+    assert np.mean(predicted == observed) == pytest.approx(0.8 * 0.6 + 0.2 * 0.4 / 9, abs=0.01)  # what val shows
+    assert detection.estimated_clean_accuracy(predicted, observed, joint) == pytest.approx(0.8, abs=0.01)
+    assert detection.trust_warning(0.85) is None
+    assert "estimated clean accuracy is only 39%" in detection.trust_warning(0.39)
+
+
+def test_suspect_titles_name_the_file_and_the_suggested_label():
+    names = ["cat", "dog"]
+    assert issue_report.suspect_title(names, 0, 1, "cat/003.png") == "cat/003.png\ncat -> dog?"
+    assert issue_report.suspect_title(names, 0, 0, "cat/003.png", truth=1) == "cat/003.png\ncat\n(true: dog)"
+    assert issue_report.suspect_title(names, 1, None) == "dog"
