@@ -85,6 +85,8 @@ class MethodContext:
         )
 
     def optimizer(self) -> keras.optimizers.Optimizer:
+        if self.config.optimizer == "sgd":
+            return keras.optimizers.SGD(self.learning_rate(), momentum=0.9, nesterov=True)
         # PyTorch's Adam epsilon (1e-8), as in the paper's reference code; Keras' default is 1e-7.
         return keras.optimizers.Adam(self.learning_rate(), epsilon=1e-8)
 

@@ -118,7 +118,7 @@ FLAG_GROUPS = {
         "init_from",
         "architecture",
     ),
-    "Training": ("epochs", "patience", "batch_size", "learning_rate", "lr_schedule", "seed"),
+    "Training": ("epochs", "patience", "batch_size", "optimizer", "learning_rate", "lr_schedule", "seed"),
     "Cleaning with a finished run's detection": ("clean_from", "clean", "clean_score"),
     "Label noise injected on purpose (benchmarks)": ("noise", "noise_rate", "noise_seed", "clean_validation"),
     "Output and execution": (

@@ -28,6 +28,7 @@ SOURCE_NAMES = ("auto", "local", "tfds")
 CLEAN_MODES = ("drop", "relabel")
 AUGMENT_MODES = ("auto", "on", "off")
 LR_SCHEDULES = ("constant", "cosine")
+OPTIMIZERS = ("adam", "sgd")
 # What a --clean_from run must share with this one for its flags to index the same examples.
 CLEAN_MUST_MATCH = (
     "dataset",
@@ -136,6 +137,11 @@ class _Settings:
         "table; for images mnist_cnn when grayscale and at most 32 pixels, else resnet20, a network for photos).",
     )
     epochs: int = _field(400, "Maximum number of epochs.")
+    optimizer: str = _field(
+        "adam",
+        "adam (the paper's: Adam, epsilon 1e-8) or sgd (momentum 0.9, Nesterov; give it a larger --learning_rate, "
+        "e.g. 0.05). Both networks of LIMIT get one each.",
+    )
     lr_schedule: str = _field(
         "constant",
         "The learning rate over the run: constant (the paper's), or cosine (from --learning_rate down to 0 over "
@@ -214,6 +220,7 @@ class _Settings:
         _choice("strategy", self.strategy, STRATEGY_NAMES)
         _choice("augment", self.augment, AUGMENT_MODES)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.architecture is not None:
             _choice("architecture", self.architecture, ARCHITECTURE_NAMES)
         if not self.workdir:

@@ -73,6 +73,19 @@ def test_the_augmented_stream_is_keyed_by_seed_and_epoch_so_a_resumed_run_sees_t
     assert not np.array_equal(other_seed, batches[0])
 
 
+def test_sgd_with_momentum_is_an_option():
+    import keras
+
+    ctx = builders.MethodContext(ExperimentConfig(workdir="w", optimizer="sgd", learning_rate=0.05), 10, (8,))
+    optimizer = ctx.optimizer()
+    assert isinstance(optimizer, keras.optimizers.SGD) and optimizer.momentum == 0.9 and optimizer.nesterov
+    assert isinstance(
+        builders.MethodContext(ExperimentConfig(workdir="w"), 10, (8,)).optimizer(), keras.optimizers.Adam
+    )
+    with pytest.raises(ConfigError, match=r"--optimizer='rmsprop' is not allowed; allowed: adam, sgd"):
+        ExperimentConfig(workdir="w", optimizer="rmsprop").validate()
+
+
 def test_cosine_schedule_decays_to_zero_over_the_run():
     config = ExperimentConfig(workdir="w", lr_schedule="cosine", learning_rate=0.01, epochs=10)
     ctx = builders.MethodContext(config, 10, (8,), steps_per_epoch=5)
