@@ -205,7 +205,8 @@ def describe(summary: dict, out_dir, top: int = 5) -> str:
     if summary.get("estimated_clean_accuracy") is not None:
         lines.append(
             f"The classifier on the validation split: {100 * summary['validation_accuracy']:.1f}% on the given labels, "
-            f"{100 * summary['estimated_clean_accuracy']:.1f}% estimated against the true ones."
+            f"at most {100 * summary['estimated_clean_accuracy']:.1f}% estimated against the true ones (the lower of "
+            "its mean confidence and what the noise estimate implies)."
         )
     if summary.get("trust_warning"):
         lines.append(f"Warning: {summary['trust_warning']}")

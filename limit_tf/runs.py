@@ -186,17 +186,28 @@ def load_trained_model(workdir_path):
 
 
 def validation_trust(model, dataset: data_lib.NoisyDataset, estimate) -> dict:
-    """The classifier on the validation split: its accuracy on the given labels, its estimated clean
-    accuracy (:func:`limit_tf.detection.estimated_clean_accuracy`) and the warning when that is too low."""
+    """The classifier on the validation split: its accuracy on the given labels and its estimated clean
+    accuracy, with the warning when that is too low.
+
+    Two label-free estimates, and the lower of them counts: the accuracy that
+    the noise estimate implies (:func:`limit_tf.detection.estimated_clean_accuracy`;
+    a weak classifier makes the noise look high and this estimate high with
+    it) and the classifier's own mean confidence (:func:`limit_tf.detection.confidence`;
+    networks are overconfident).
+    """
     if not len(dataset.validation):
         return {"validation_accuracy": None, "estimated_clean_accuracy": None, "trust_warning": None}
     inputs = data_lib.to_tf_dataset(dataset, "validation", batch_size=1024, inputs_only=True)
-    predicted = model_probabilities(model, inputs)["classifier"].argmax(axis=1)
+    probs = model_probabilities(model, inputs)["classifier"]
+    predicted = probs.argmax(axis=1)
     observed = dataset.validation.labels
-    clean = detection.estimated_clean_accuracy(predicted, observed, estimate.joint)
+    implied = detection.estimated_clean_accuracy(predicted, observed, estimate.joint)
+    clean = min(implied, detection.confidence(probs))
     return {
         "validation_accuracy": float(np.mean(predicted == observed)),
         "estimated_clean_accuracy": clean,
+        "clean_accuracy_by_noise_estimate": implied,
+        "mean_confidence": detection.confidence(probs),
         "trust_warning": detection.trust_warning(clean),
     }
 

@@ -245,6 +245,7 @@ def test_the_clean_accuracy_is_estimated_from_noisy_labels_and_a_weak_classifier
     np.add.at(joint, (observed, clean), 1.0)  # [given, true] as confident learning estimates it
     assert np.mean(predicted == observed) == pytest.approx(0.8 * 0.6 + 0.2 * 0.4 / 9, abs=0.01)  # what val shows
     assert detection.estimated_clean_accuracy(predicted, observed, joint) == pytest.approx(0.8, abs=0.01)
+    assert detection.confidence([[0.9, 0.1], [0.4, 0.6]]) == pytest.approx(0.75)
     assert detection.trust_warning(0.85) is None
     assert "estimated clean accuracy is only 39%" in detection.trust_warning(0.39)
 

@@ -234,6 +234,14 @@ def estimated_clean_accuracy(predicted, observed, joint) -> float:
     return float(np.clip(np.trace(clean_joint), 0.0, 1.0))
 
 
+def confidence(probs) -> float:
+    """The mean of the largest predicted probability: the accuracy a calibrated classifier expects of itself,
+    without any label. Networks are overconfident, so it errs high (a CIFAR-10 LIMIT run at 38% clean accuracy:
+    0.56)."""
+    p = np.asarray(probs, np.float64)
+    return float(p.max(axis=1).mean()) if p.size else float("nan")
+
+
 def trust_warning(clean_accuracy: float) -> str | None:
     """A line for a person when the classifier is too weak for its ranking to be trusted, else None."""
     if not clean_accuracy < TRUSTED_ACCURACY:
