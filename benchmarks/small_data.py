@@ -110,7 +110,7 @@ def score_detection(run: Path, truth_file: Path) -> dict:
         wrong = {r["origin"]: r["given_label"] != r["true_label"] for r in csv.DictReader(f)}
     (issues,) = run.glob("detection_*/label_issues.csv")
     with open(issues, newline="") as f:
-        rows = list(csv.DictReader(f))
+        rows = [r for r in csv.DictReader(f) if r.get("split", "train") == "train"]
     where = next(iter(rows[0]))
     mask = np.asarray([wrong[r[where]] for r in rows])
     scores = np.asarray([float(r["score"]) for r in rows])

@@ -2,21 +2,23 @@
 
 In the output folder of :func:`limit_tf.runs.detect_in_run`:
 
-- ``label_issues.csv``: one row per training example, most suspicious
-  first. Its first column says where the example is in your data: ``path``
+- ``label_issues.csv``: one row per example you gave (the training split
+  and the validation split), most suspicious first. Its first column says where the example is in your data: ``path``
   (image folders: the file, relative to the folder), ``line`` (CSV: the line
   in the file, the header being line 1, as editors and spreadsheets number
   it), ``x_index`` (npz: the 0-based index into ``x``), ``origin``
   (tfds: split and index) or ``source_index`` (named datasets: the index
   in the official training set). Then ``observed_label``,
   ``suggested_label`` (class names), ``score``, ``rank``, ``flagged``,
-  ``split_index`` (the position in the run's training split, which
-  ``--clean_from`` reads), and ``true_label`` when the truth is known
-  (benchmarks);
+  ``split`` (``train``: scored by the model that trained on it;
+  ``validation``: scored by the same model, which never trained on it, and
+  flagged at the training ranking's threshold), ``split_index`` (the
+  position in that split; ``--clean_from`` reads the training rows), and
+  ``true_label`` when the truth is known (benchmarks);
 - ``detection.json``: the summary (estimated noise rate and the estimator,
   number flagged, and on benchmarks the realized rate and the metrics);
 - ``suspects_grid.png`` (images only): the most suspicious examples of each
-  observed class, titled with class names;
+  observed class, titled with file name, label and suggested label;
 - ``score_histogram.png`` (benchmarks only): scores of correct vs corrupted examples.
 
 Figures are drawn on ``matplotlib.figure.Figure`` objects (the pyplot
@@ -40,43 +42,67 @@ WHERE = {"line": "line {}", "x_index": "x[{}]", "source_index": "training exampl
 SUMMARY = "detection.json"
 
 
-def origin_column(dataset) -> tuple[str, np.ndarray]:
-    """The name and values of the column that says where each training example came from."""
-    origins = dataset.train.origins
-    if origins is None:
-        return "source_index", dataset.train.source_indices
+def origin_column(dataset, split: str = "train") -> tuple[str, np.ndarray]:
+    """The name and values of the column that says where each example of ``split`` came from."""
+    part = getattr(dataset, split)
+    if part.origins is None:
+        return "source_index", part.source_indices
     kind = dataset.name.partition(":")[0]
-    return {"folder": "path", "csv": "line", "npz": "x_index"}.get(kind, "origin"), origins
+    return {"folder": "path", "csv": "line", "npz": "x_index"}.get(kind, "origin"), part.origins
 
 
-def save(out_dir, detection, dataset, *, suggested, summary: dict, score_name: str) -> list[Path]:
-    """Writes ``label_issues.csv``, ``detection.json`` and the figures; returns their paths."""
+def save(
+    out_dir, detection, dataset, *, suggested, summary: dict, score_name: str, validation: dict | None = None
+) -> list[Path]:
+    """Writes ``label_issues.csv``, ``detection.json`` and the figures; returns their paths.
+
+    ``validation``: the validation split's ``scores``, ``flagged`` and
+    ``suggested`` (scored by the same model, out of sample): its examples get
+    rows too, with ``split`` = ``validation``, so that every example given
+    has one.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = list(dataset.class_names)
-    observed = dataset.train.labels
-    truth = dataset.train.clean_labels if dataset.truth_known else None
-    origin_name, origins = origin_column(dataset)
-    rank_of = np.empty(len(detection.ranked), np.int64)
-    rank_of[detection.ranked] = np.arange(1, len(detection.ranked) + 1)
+    truth_known = dataset.truth_known
+    parts = [("train", detection.scores, detection.flagged, suggested)]
+    if validation is not None and len(dataset.validation):
+        parts.append(("validation", validation["scores"], validation["flagged"], validation["suggested"]))
+    rows = []
+    origin_name = origin_column(dataset)[0]
+    for split, scores, flagged, suggested_labels in parts:
+        part = getattr(dataset, split)
+        _, origins = origin_column(dataset, split)
+        for i in range(len(part)):
+            rows.append(
+                (
+                    float(scores[i]),
+                    [
+                        origins[i],
+                        names[part.labels[i]],
+                        names[suggested_labels[i]],
+                        f"{scores[i]:.6g}",
+                        0,  # the rank, set below
+                        int(flagged[i]),
+                        split,
+                        int(i),
+                    ]
+                    + ([names[part.clean_labels[i]]] if truth_known else []),
+                )
+            )
+    rows.sort(key=lambda r: -r[0])  # stable: ties keep the training examples first, in index order
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    header = [origin_name, "observed_label", "suggested_label", "score", "rank", "flagged", "split_index"]
-    writer.writerow(header + (["true_label"] if truth is not None else []))
-    for i in detection.ranked:
-        row = [
-            origins[i],
-            names[observed[i]],
-            names[suggested[i]],
-            f"{detection.scores[i]:.6g}",
-            int(rank_of[i]),
-            int(detection.flagged[i]),
-            int(i),
-        ]
-        writer.writerow(row + ([names[truth[i]]] if truth is not None else []))
+    header = [origin_name, "observed_label", "suggested_label", "score", "rank", "flagged", "split", "split_index"]
+    writer.writerow(header + (["true_label"] if truth_known else []))
+    for rank, (_, row) in enumerate(rows, 1):
+        row[4] = rank
+        writer.writerow(row)
     written = [out / ISSUES, out / SUMMARY]
     workdir.write_text(written[0], buffer.getvalue())
     workdir.write_json(written[1], summary)
+    observed = dataset.train.labels
+    truth = dataset.train.clean_labels if truth_known else None
     if truth is not None:
         written.append(score_histogram(out / "score_histogram.png", detection, observed != truth, score_name))
     if dataset.train.x.ndim == 4:
@@ -88,7 +114,7 @@ def save(out_dir, detection, dataset, *, suggested, summary: dict, score_name: s
                 dataset.train.x,
                 names,
                 truth,
-                origins=origins if origin_name == "path" else None,
+                origins=origin_column(dataset)[1] if origin_name == "path" else None,
                 suggested=suggested,
             )
         )
@@ -96,9 +122,10 @@ def save(out_dir, detection, dataset, *, suggested, summary: dict, score_name: s
 
 
 def read_flags(path) -> tuple[np.ndarray, np.ndarray]:
-    """From a ``label_issues.csv``: per training index, whether it is flagged and its suggested label name."""
+    """From a ``label_issues.csv``: per training index, whether it is flagged and its suggested label name
+    (the validation split's rows, when there are any, are left out: cleaning changes the training split)."""
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+        rows = [r for r in csv.DictReader(f) if r.get("split", "train") == "train"]
     column = "split_index" if rows and "split_index" in rows[0] else "index"  # "index": files of limit-tf 0.2
     order = np.argsort([int(r[column]) for r in rows])
     flagged = np.asarray([r["flagged"] == "1" for r in rows])[order]
@@ -179,11 +206,19 @@ def suspects_grid(
 def describe(summary: dict, out_dir, top: int = 5) -> str:
     """What a detection found, in a few lines for a person (``detection.json`` holds everything)."""
     n, flagged = summary["num_examples"], summary["num_flagged"]
+    if summary.get("validation_scored"):
+        more = (
+            f" The {summary['validation_scored']} validation examples are listed too (split=validation; scored by "
+            f"the same model, which never trained on them): {summary['validation_flagged']} flagged at the same "
+            "score threshold."
+        )
+    else:
+        more = ""
     how = "as many as estimated" if summary["flagged_by"] == "estimate" else "by your budget or threshold"
     lines = [
         f"{n} training examples; estimated {summary['estimated_issues']} wrong labels "
         f"({100 * summary['estimated_noise_rate']:.1f}%, confident learning on the classifier's probabilities); "
-        f"flagged {flagged} ({how}) by the {summary['score']} score."
+        f"flagged {flagged} ({how}) by the {summary['score']} score.{more}"
     ]
     if summary["truth_known"]:
         lines.append(

@@ -255,6 +255,19 @@ def detect_in_run(
     )
     summary = {"score": score, **summary, "truth_known": dataset.truth_known}
     summary.update(validation_trust(model, dataset, estimate))
+    validation = score_validation(model, dataset, score, found.threshold)
+    if validation is not None:
+        summary["validation_scored"] = len(validation["scores"])
+        summary["validation_flagged"] = int(validation["flagged"].sum())
+        if dataset.truth_known:  # out-of-sample scores against the truth (benchmarks)
+            mask = dataset.validation.noise_mask
+            ranked = detection.rank(
+                validation["scores"], threshold=found.threshold if np.isfinite(found.threshold) else 1e300
+            )
+            measured = detection.evaluate(ranked, mask)
+            summary.update(
+                {f"validation_{k}": measured[k] for k in ("roc_auc", "precision", "recall") if k in measured}
+            )
     if dataset.truth_known:
         summary["realized_noise_rate"] = dataset.realized_noise_rate
     if summary["trust_warning"]:
@@ -266,5 +279,17 @@ def detect_in_run(
         suggested=estimate.suggested,
         summary=summary,
         score_name=score,
+        validation=validation,
     )
     return summary
+
+
+def score_validation(model, dataset: data_lib.NoisyDataset, score: str, threshold: float) -> dict | None:
+    """The validation split scored by the same model (out of sample: it never trained on it) and flagged
+    at the training ranking's ``threshold``, so that every example given has a row; None without one."""
+    if not len(dataset.validation):
+        return None
+    inputs = data_lib.to_tf_dataset(dataset, "validation", batch_size=1024, inputs_only=True)
+    probs = model_probabilities(model, inputs)
+    scores = detection.score(score, probs, dataset.validation.labels)
+    return {"scores": scores, "flagged": scores >= threshold, "suggested": probs["classifier"].argmax(axis=1)}

@@ -111,8 +111,16 @@ def test_detect_in_run_writes_outputs(tmp_path):
     assert report["flagged_by"] == "estimate" and report["num_flagged"] == report["estimated_issues"]
     assert json.loads((out / "detection.json").read_text()) == json.loads(json.dumps(report))
     with open(out / "label_issues.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == 200 and rows[0]["rank"] == "1" and "source_index" in rows[0] and "true_label" in rows[0]
+        every = list(csv.DictReader(f))
+    rows = [r for r in every if r["split"] == "train"]
+    validation = [r for r in every if r["split"] == "validation"]
+    assert len(rows) == 200 and len(validation) == report["validation_scored"] > 0  # every example given has a row
+    assert [int(r["rank"]) for r in every] == list(range(1, len(every) + 1))
+    assert [float(r["score"]) for r in every] == sorted((float(r["score"]) for r in every), reverse=True)
+    assert sum(r["flagged"] == "1" for r in validation) == report["validation_flagged"]
+    assert all((float(r["score"]) >= report["threshold"]) == (r["flagged"] == "1") for r in validation)
+    assert 0 <= report["validation_roc_auc"] <= 1
+    assert "source_index" in every[0] and "true_label" in every[0]
     labels = np.load(tmp_path / "run" / "labels.npz")
     first = int(rows[0]["split_index"])
     assert rows[0]["observed_label"] == str(labels["train_labels"][first])
@@ -124,8 +132,8 @@ def test_detect_in_run_writes_outputs(tmp_path):
     assert text[1].startswith(f"Known truth: {100 * report['realized_noise_rate']:.1f}% of the labels are wrong")
     assert text[2] == "Most suspicious (by the 'source_index' column of label_issues.csv):"
     assert text[3] == (
-        f"  training example {rows[0]['source_index']}: labelled {rows[0]['observed_label']}, "
-        f"looks like {rows[0]['suggested_label']} (score {rows[0]['score']})"
+        f"  training example {every[0]['source_index']}: labelled {every[0]['observed_label']}, "
+        f"looks like {every[0]['suggested_label']} (score {every[0]['score']})"
     )
     # A one-epoch network is weak: the detection says how weak, and not to trust it.
     assert 0 <= report["estimated_clean_accuracy"] <= 1 and 0 <= report["validation_accuracy"] <= 1
@@ -203,8 +211,13 @@ def test_find_clean_and_retrain_on_an_image_folder(tmp_path):
     assert summary["score"] == "limit" and not summary["truth_known"]
     assert summary["estimated_noise_rate"] == pytest.approx(wrong.mean(), abs=0.1)
     with open(tmp_path / "limit" / "detection_limit" / issue_report.ISSUES) as f:
-        rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["path", "observed_label", "suggested_label", "score", "rank", "flagged", "split_index"]
+        every = list(csv.DictReader(f))
+    header = ["path", "observed_label", "suggested_label", "score", "rank", "flagged", "split", "split_index"]
+    assert list(every[0]) == header
+    assert sorted(r["path"] for r in every) == sorted(
+        str(p.relative_to(tmp_path / "imgs")) for p in (tmp_path / "imgs").rglob("*.png")
+    )  # every file given has a row, the validation part included
+    rows = [r for r in every if r["split"] == "train"]
     flagged = [r for r in rows if r["flagged"] == "1"]
     assert len(flagged) == summary["num_flagged"] == summary["estimated_issues"]
     # Most flagged files sit in a wrong folder (their true class is in the file name's index).

@@ -190,7 +190,9 @@ def test_a_csv_table_end_to_end_from_the_command_line(tmp_path):
     )
     run("limit_tf.detection", f"--workdir={tmp_path / 'limit'}")
     with open(tmp_path / "limit" / "detection_limit" / "label_issues.csv") as f:
-        rows = list(csv.DictReader(f))
+        every = list(csv.DictReader(f))
+    assert sorted(int(r["line"]) for r in every) == list(range(2, 2 + len(every)))  # every line of the file
+    rows = [r for r in every if r["split"] == "train"]
     assert list(rows[0])[:4] == ["line", "observed_label", "suggested_label", "score"]
     assert {r["observed_label"] for r in rows} == set(names)  # class names, not numbers
     flagged = [int(r["line"]) - 2 for r in rows if r["flagged"] == "1"]  # line 1 is the header
