@@ -185,7 +185,7 @@ def load_trained_model(workdir_path):
     return model, config, dataset
 
 
-def validation_trust(model, dataset: data_lib.NoisyDataset, estimate) -> dict:
+def validation_trust(val_probs: dict | None, dataset: data_lib.NoisyDataset, estimate) -> dict:
     """The classifier on the validation split: its accuracy on the given labels and its estimated clean
     accuracy, with the warning when that is too low.
 
@@ -195,10 +195,9 @@ def validation_trust(model, dataset: data_lib.NoisyDataset, estimate) -> dict:
     it) and the classifier's own mean confidence (:func:`limit_tf.detection.confidence`;
     networks are overconfident).
     """
-    if not len(dataset.validation):
+    if val_probs is None:
         return {"validation_accuracy": None, "estimated_clean_accuracy": None, "trust_warning": None}
-    inputs = data_lib.to_tf_dataset(dataset, "validation", batch_size=1024, inputs_only=True)
-    probs = model_probabilities(model, inputs)["classifier"]
+    probs = val_probs["classifier"]
     predicted = probs.argmax(axis=1)
     observed = dataset.validation.labels
     implied = detection.estimated_clean_accuracy(predicted, observed, estimate.joint)
@@ -210,6 +209,22 @@ def validation_trust(model, dataset: data_lib.NoisyDataset, estimate) -> dict:
         "mean_confidence": detection.confidence(probs),
         "trust_warning": detection.trust_warning(clean),
     }
+
+
+def other_estimates(probs: dict, val_probs: dict | None, labels, val_labels) -> dict:
+    """The share of wrong labels by the other estimators, for comparison (``detection.json``'s ``estimates``):
+    confident learning on q's probabilities, and on the classifier's after temperature scaling fitted on
+    the validation split."""
+    out = {}
+    if probs.get("predictor") is not None:
+        out["q"] = detection.estimate_noise(probs["predictor"], labels).noise_rate
+    if val_probs is not None:
+        t = detection.temperature(val_probs["classifier"], val_labels)
+        out["temperature"] = t
+        out["classifier_calibrated"] = detection.estimate_noise(
+            detection.scaled(probs["classifier"], t), labels
+        ).noise_rate
+    return out
 
 
 def output_dir(workdir_path, score: str) -> Path:
@@ -241,8 +256,12 @@ def detect_in_run(
     if score is not None and score not in detection.SCORES:
         raise ValueError(f"unknown score {score!r}; allowed: {', '.join(detection.SCORES)}.")
     model, config, dataset = load_trained_model(workdir_path)
-    inputs = data_lib.to_tf_dataset(dataset, "train", batch_size=1024, inputs_only=True)
-    probs = model_probabilities(model, inputs)
+    probs = model_probabilities(model, data_lib.to_tf_dataset(dataset, "train", batch_size=1024, inputs_only=True))
+    val_probs = (
+        model_probabilities(model, data_lib.to_tf_dataset(dataset, "validation", batch_size=1024, inputs_only=True))
+        if len(dataset.validation)
+        else None
+    )
     score = score or ("limit" if config.spec.predictor_network else "self_confidence")
     labels = dataset.train.labels
     found, estimate, summary = detection.detect(
@@ -254,8 +273,12 @@ def detect_in_run(
         noise_mask=dataset.train.noise_mask if dataset.truth_known else None,
     )
     summary = {"score": score, **summary, "truth_known": dataset.truth_known}
-    summary.update(validation_trust(model, dataset, estimate))
-    validation = score_validation(model, dataset, score, found.threshold)
+    summary.update(validation_trust(val_probs, dataset, estimate))
+    summary["estimates"] = {
+        "classifier": estimate.noise_rate,
+        **other_estimates(probs, val_probs, labels, dataset.validation.labels),
+    }
+    validation = score_validation(val_probs, dataset, score, found.threshold)
     if validation is not None:
         summary["validation_scored"] = len(validation["scores"])
         summary["validation_flagged"] = int(validation["flagged"].sum())
@@ -284,12 +307,12 @@ def detect_in_run(
     return summary
 
 
-def score_validation(model, dataset: data_lib.NoisyDataset, score: str, threshold: float) -> dict | None:
+def score_validation(
+    val_probs: dict | None, dataset: data_lib.NoisyDataset, score: str, threshold: float
+) -> dict | None:
     """The validation split scored by the same model (out of sample: it never trained on it) and flagged
     at the training ranking's ``threshold``, so that every example given has a row; None without one."""
-    if not len(dataset.validation):
+    if val_probs is None:
         return None
-    inputs = data_lib.to_tf_dataset(dataset, "validation", batch_size=1024, inputs_only=True)
-    probs = model_probabilities(model, inputs)
-    scores = detection.score(score, probs, dataset.validation.labels)
-    return {"scores": scores, "flagged": scores >= threshold, "suggested": probs["classifier"].argmax(axis=1)}
+    scores = detection.score(score, val_probs, dataset.validation.labels)
+    return {"scores": scores, "flagged": scores >= threshold, "suggested": val_probs["classifier"].argmax(axis=1)}

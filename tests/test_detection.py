@@ -120,6 +120,8 @@ def test_detect_in_run_writes_outputs(tmp_path):
     assert sum(r["flagged"] == "1" for r in validation) == report["validation_flagged"]
     assert all((float(r["score"]) >= report["threshold"]) == (r["flagged"] == "1") for r in validation)
     assert 0 <= report["validation_roc_auc"] <= 1
+    assert {"classifier", "q", "classifier_calibrated", "temperature"} <= set(report["estimates"])
+    assert report["estimates"]["classifier"] == report["estimated_noise_rate"]
     assert "source_index" in every[0] and "true_label" in every[0]
     labels = np.load(tmp_path / "run" / "labels.npz")
     first = int(rows[0]["split_index"])
@@ -268,3 +270,14 @@ def test_suspect_titles_name_the_file_and_the_suggested_label():
     assert issue_report.suspect_title(names, 0, 1, "cat/003.png") == "cat/003.png\ncat -> dog?"
     assert issue_report.suspect_title(names, 0, 0, "cat/003.png", truth=1) == "cat/003.png\ncat\n(true: dog)"
     assert issue_report.suspect_title(names, 1, None) == "dog"
+
+
+def test_temperature_scaling_undoes_overconfidence():
+    rng = np.random.default_rng(5)
+    logits = rng.normal(scale=2.0, size=(5000, 4))
+    calibrated = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = np.array([rng.choice(4, p=p) for p in calibrated])  # labels drawn from the calibrated model
+    overconfident = detection.scaled(calibrated, 0.5)  # sharpened: logits doubled
+    assert detection.temperature(overconfident, labels) == pytest.approx(2.0, rel=0.1)
+    assert detection.temperature(calibrated, labels) == pytest.approx(1.0, rel=0.1)
+    np.testing.assert_allclose(detection.scaled(overconfident, 2.0), calibrated, atol=1e-9)

@@ -173,6 +173,36 @@ def estimate_noise(probs, labels) -> NoiseEstimate:
     return NoiseEstimate(num, num / max(len(y), 1), thresholds, joint, p.argmax(axis=1))
 
 
+def temperature(probs, labels, *, low: float = 0.05, high: float = 20.0) -> float:
+    """The temperature ``T`` that makes ``softmax(log p / T)`` fit ``labels`` best (lowest cross-entropy).
+
+    Temperature scaling (Guo et al., 2017), fitted here on a held-out split
+    (the validation split, whose labels carry the same noise as training);
+    ``T > 1`` softens overconfident probabilities. A bounded scalar search
+    over ``log T``.
+    """
+    from scipy import optimize
+
+    p, y = _probs_and_observed(probs, labels)
+    logits = np.log(np.clip(p, 1e-12, 1.0))
+
+    def loss(log_t):
+        z = logits / np.exp(log_t)
+        z -= z.max(axis=1, keepdims=True)
+        return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
+
+    found = optimize.minimize_scalar(loss, bounds=(np.log(low), np.log(high)), method="bounded")
+    return float(np.exp(found.x))
+
+
+def scaled(probs, t: float) -> np.ndarray:
+    """``softmax(log p / t)``: probabilities at temperature ``t``."""
+    z = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)) / float(t)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def evaluate(detection: Detection, noise_mask, ks=(100, 1000)) -> dict[str, float]:
     """Detection quality against the true corruption mask (scikit-learn metrics).
 
