@@ -43,11 +43,13 @@ def run_cells(
     return cells
 
 
-def run_from_flags(base, one_cell: Callable, to_markdown: Callable[[list[dict]], str], extra: dict | None = None):
-    """:func:`run_cells` with the benchmark's ``--cells``, ``--seeds``, ``--root`` and ``--out``."""
+def run_from_flags(
+    base, one_cell: Callable, to_markdown: Callable[[list[dict]], str], extra: dict | None = None, flag_values=None
+):
+    """:func:`run_cells` with the benchmark's ``--noise_rates``, ``--seeds``, ``--root`` and ``--out``."""
     from absl import flags
 
-    f = flags.FLAGS
+    f = flag_values or flags.FLAGS
     return run_cells(
-        base, one_cell, rates=f.cells, seeds=f.seeds, root=f.root, out=f.out, to_markdown=to_markdown, extra=extra
+        base, one_cell, rates=f.noise_rates, seeds=f.seeds, root=f.root, out=f.out, to_markdown=to_markdown, extra=extra
     )

@@ -39,3 +39,33 @@ def test_authors_draw_is_the_authors_split_subset_and_noise(mnist_dir):
             assert drawn.train.clean_labels[i] == full.train.clean_labels[k]
     assert 0.78 < drawn.train.noise_mask.mean() < 0.82
     np.testing.assert_array_equal(drawn.test.labels, cell.test.labels)
+
+
+def test_the_mnist_benchmarks_loop_reads_the_shared_flags_and_saves_after_every_cell(tmp_path):
+    import json
+
+    from absl import flags
+
+    from limit_tf import cli
+    from limit_tf.config import ExperimentConfig
+
+    cells = _load("cells")
+    values = flags.FlagValues()
+    cli.define_shared_flags(values, noise_rates=["0.5"], seeds=1, root="r", out=("o", "a prefix"))
+    values(["prog", "--noise_rates=0.2,0.4", "--seeds=2", f"--root={tmp_path / 'runs'}", f"--out={tmp_path / 'res'}"])
+    seen = []
+
+    def one_cell(config, root):
+        seen.append((config.noise_rate, config.seed, config.noise_seed, root.name))
+        return {"noise_rate": config.noise_rate, "seed": config.seed}
+
+    base = ExperimentConfig(workdir="w", noise_rate=0.5)
+    done = cells.run_from_flags(base, one_cell, lambda c: f"{len(c)} cells\n", flag_values=values)
+    assert seen == [
+        (0.2, 0, 0, "p0.2_seed0"),
+        (0.2, 1, 1, "p0.2_seed1"),
+        (0.4, 0, 0, "p0.4_seed0"),
+        (0.4, 1, 1, "p0.4_seed1"),
+    ]
+    assert len(done) == 4 and json.loads((tmp_path / "res.json").read_text())["cells"] == done
+    assert (tmp_path / "res.md").read_text() == "4 cells\n"
