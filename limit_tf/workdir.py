@@ -316,11 +316,26 @@ def foreign_content_problem(path: str | os.PathLike) -> str | None:
     path = Path(path)
     if not path.is_dir() or path.joinpath(CONFIG).is_file():
         return None
-    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir() if p.name != LOCK)
+    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir() if p.name != LOCK and not _workers(p))
     if not entries:
         return None
     shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
     return f"holds files that limit-tf did not write ({shown}) and would overwrite: give a new or empty directory"
+
+
+def _workers(path: Path) -> bool:
+    """Whether ``path`` is the ``workers/`` folder of a multi-worker run (one folder per task: ``worker_1``, ...).
+
+    The other workers create theirs as they start, possibly before the chief
+    has written ``config.json``.
+    """
+    import re
+
+    return (
+        path.name == WORKERS
+        and path.is_dir()
+        and all(t.is_dir() and re.fullmatch(r"(worker|chief)_\d+", t.name) for t in path.iterdir())
+    )
 
 
 @contextlib.contextmanager

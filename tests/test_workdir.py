@@ -101,6 +101,11 @@ def test_a_directory_that_no_run_wrote_is_refused_an_empty_or_locked_one_is_not(
     (mine / "best.keras").write_text("the user's own model")
     problem = workdir.foreign_content_problem(mine)
     assert "best.keras, checkpoints/" in problem and "did not write" in problem
+    # The other workers of a multi-worker run make workers/<task>/ as they start, maybe before the chief's config.json.
+    (tmp_path / "multi" / workdir.WORKERS / "worker_1").mkdir(parents=True)
+    assert workdir.foreign_content_problem(tmp_path / "multi") is None
+    (tmp_path / "multi" / workdir.WORKERS / "mine.txt").write_text("x")
+    assert "workers/" in workdir.foreign_content_problem(tmp_path / "multi")
     (mine / workdir.LOCK).write_text("")
     (mine / "best.keras").unlink()
     (mine / "checkpoints").rmdir()
