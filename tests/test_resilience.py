@@ -84,7 +84,21 @@ def test_ten_kills_four_inside_a_checkpoint_write_resume_to_identical_results(tm
 def _runner(run_dir, data_dir, env=None):
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     command = [sys.executable, "-m", "tests.kill_harness", f"--workdir={run_dir}", f"--data_dir={data_dir}", *ARGS]
-    return subprocess.Popen(command, cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,  # pytest-xdist's workers ignore SIGINT, and children inherit that
+    )
+
+
+def _default_sigint():
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_ctrl_c_says_how_to_resume_and_the_rerun_finishes(tmp_path):
