@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from limit_tf import methods
-from limit_tf.data import registry, user
+from limit_tf.data import cifar_n, registry, user
 
 NOISE_NAMES = ("none", "uniform", "symmetric", "pair", "asymmetric", "next_class")
 ARCHITECTURE_NAMES = methods.ARCHITECTURES
@@ -92,7 +92,8 @@ class _Settings:
     workdir: str = _field("", "Directory for this run's outputs (required).")
     dataset: str = _field(
         "mnist",
-        f"Dataset: {', '.join(registry.DATASETS)}, or your own: folder:PATH (one subfolder per class), "
+        f"Dataset: {', '.join(registry.DATASETS)}; CIFAR with human labels: cifar10n:worst|aggre|random1|random2|"
+        "random3, cifar100n:noisy (CIFAR-N's label file in --data_dir); or your own: folder:PATH (one subfolder per class), "
         "csv:PATH (with --label_column), npz:PATH (arrays x, y) or tfds:NAME.",
     )
     test_data: str | None = _field(
@@ -211,7 +212,29 @@ class _Settings:
             if self.image_size is not None:
                 _integer("image_size", self.image_size, minimum=8)
         else:
-            _choice("dataset", self.dataset, (*registry.DATASETS, "folder:PATH", "csv:PATH", "npz:PATH", "tfds:NAME"))
+            if cifar_n.parse(self.dataset) is not None:
+                problem = cifar_n.problem(self.dataset)
+                if problem:
+                    raise ConfigError(f"--dataset={self.dataset!r} is {problem}.")
+                if self.noise_rate:
+                    raise ConfigError(
+                        f"--noise_rate={self.noise_rate!r} is not allowed with --dataset={self.dataset}: its labels "
+                        "are the human ones; use 0."
+                    )
+            else:
+                _choice(
+                    "dataset",
+                    self.dataset,
+                    (
+                        *registry.DATASETS,
+                        "cifar10n:SET",
+                        "cifar100n:SET",
+                        "folder:PATH",
+                        "csv:PATH",
+                        "npz:PATH",
+                        "tfds:NAME",
+                    ),
+                )
             if self.test_data:
                 raise ConfigError(f"--test_data is for your own data; --dataset={self.dataset} has its test set.")
         _choice("data_source", self.data_source, SOURCE_NAMES)

@@ -83,3 +83,61 @@ def test_wrong_sets_sizes_and_ranges_name_the_problem(tmp_path, rng):
         cifar_n.human_labels("cifar10n", "aggre", tmp_path)
     with pytest.raises(DataFileError, match="has no 'random_label2'"):
         cifar_n.human_labels("cifar10n", "random2", tmp_path)
+
+
+def _cifar_batches(root, rng, per_batch=40):
+    """A small copy of CIFAR-10's python batches; returns the training labels in the batches' order."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    labels = []
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        n = per_batch if name != "test_batch" else 20
+        y = rng.integers(0, 10, n)
+        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": [int(v) for v in y]}
+        (folder / name).write_bytes(pickle.dumps(batch))
+        if name != "test_batch":
+            labels.append(y)
+    return np.concatenate(labels)
+
+
+def test_cifar10n_trains_on_the_human_labels_with_the_clean_ones_as_truth(tmp_path, rng):
+    from limit_tf import data, train
+    from limit_tf.config import ConfigError, ExperimentConfig
+
+    clean = _cifar_batches(tmp_path, rng)
+    worse = np.where(rng.random(len(clean)) < 0.4, (clean + 1) % 10, clean)
+    arrays = {"clean_label": clean, "worse_label": worse, "aggre_label": clean}
+    _save_like_torch(tmp_path / "CIFAR-10_human.pt", pickle.dumps(arrays, protocol=2))
+    ds = data.load_noisy_dataset("cifar10n:worst", data_dir=tmp_path, noise="none", verify=False)
+    index = ds.train.source_indices
+    np.testing.assert_array_equal(ds.train.labels, worse[index])  # what people said
+    np.testing.assert_array_equal(ds.train.clean_labels, clean[index])  # the truth
+    np.testing.assert_array_equal(ds.validation.labels, worse[ds.validation.source_indices])  # noisy validation too
+    assert ds.truth_known and ds.realized_noise_rate == pytest.approx(np.mean(worse[index] != clean[index]))
+    assert ds.class_names[0] == "airplane" and ds.augment  # CIFAR's protocol
+    with pytest.raises(ValueError, match="has human labels: no noise is added"):
+        data.load_noisy_dataset("cifar10n:worst", data_dir=tmp_path, noise="uniform", noise_rate=0.2, verify=False)
+    # A label file of other images (or another order) is refused.
+    arrays["clean_label"] = np.roll(clean, 1)
+    _save_like_torch(tmp_path / "CIFAR-10_human.pt", pickle.dumps(arrays, protocol=2))
+    with pytest.raises(DataFileError, match="differ from the CIFAR batches'"):
+        data.load_noisy_dataset("cifar10n:aggre", data_dir=tmp_path, noise="none", verify=False)
+    arrays["clean_label"] = clean
+    _save_like_torch(tmp_path / "CIFAR-10_human.pt", pickle.dumps(arrays, protocol=2))
+    # From the runner: the config knows the label sets, and the run's report has the truth.
+    with pytest.raises(ConfigError, match=r"--dataset='cifar10n:best' is not a label set; allowed: cifar10n:worst"):
+        ExperimentConfig(workdir="w", dataset="cifar10n:best").validate()
+    with pytest.raises(ConfigError, match="--noise_rate=0.2 is not allowed with --dataset=cifar10n:worst"):
+        ExperimentConfig(workdir="w", dataset="cifar10n:worst", noise_rate=0.2).validate()
+    config = ExperimentConfig(
+        workdir=str(tmp_path / "run"),
+        dataset="cifar10n:worst",
+        noise="none",
+        data_dir=str(tmp_path),
+        verify_data=False,
+        architecture="mlp",
+        epochs=1,
+        patience=1,
+    )
+    results = train.run_experiment(config)
+    assert results["labels_truth_known"] and results["realized_noise_rate"] == pytest.approx(ds.realized_noise_rate)

@@ -40,6 +40,7 @@ LABEL_SETS = {
     "cifar100n": {"noisy": "noisy_label"},
 }
 NUM_CLASSES = {"cifar10n": 10, "cifar100n": 100}
+BASE = {"cifar10n": "cifar10", "cifar100n": "cifar100"}  # whose images the labels belong to
 NUM_TRAIN = 50_000
 CLEAN = "clean_label"
 
@@ -75,6 +76,20 @@ class _ArraysOnly(pickle.Unpickler):
             f"{self.source} holds PyTorch tensors: limit-tf reads numpy arrays only (the CIFAR-N release's files "
             "hold numpy arrays; convert tensors with .numpy() and save them again)."
         )
+
+
+def parse(name: str) -> tuple[str, str] | None:
+    """``("cifar10n", "worst")`` for ``"cifar10n:worst"``; None for any other dataset name."""
+    base, sep, label_set = str(name).partition(":")
+    return (base, label_set) if sep and base in LABEL_SETS else None
+
+
+def problem(name: str) -> str | None:
+    """Why ``name`` is not a CIFAR-N label set (one phrase), or None."""
+    base, label_set = parse(name)
+    if label_set not in LABEL_SETS[base]:
+        return f"not a label set; allowed: {', '.join(f'{base}:{s}' for s in LABEL_SETS[base])}"
+    return None
 
 
 def read_label_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -126,8 +141,11 @@ def find_label_file(dataset: str, data_dir: str | os.PathLike) -> Path:
     )
 
 
-def human_labels(dataset: str, label_set: str, data_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """``(human labels, clean labels)`` of the 50,000 training images, in the python batches' order.
+def human_labels(
+    dataset: str, label_set: str, data_dir: str | os.PathLike, *, num_train: int = NUM_TRAIN
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(human labels, clean labels)`` of the ``num_train`` (50,000) training images, in the python batches'
+    order.
 
     Raises:
       ValueError: an unknown label set (the message lists the allowed ones).
@@ -150,9 +168,9 @@ def human_labels(dataset: str, label_set: str, data_dir: str | os.PathLike) -> t
         if key not in arrays:
             raise DataFileError(f"{path} has no {key!r} (it has {', '.join(sorted(arrays))}).")
         labels = np.asarray(arrays[key])
-        if labels.shape != (NUM_TRAIN,) or not np.issubdtype(labels.dtype, np.integer):
+        if labels.shape != (num_train,) or not np.issubdtype(labels.dtype, np.integer):
             raise DataFileError(
-                f"{path}: {key!r} is {labels.dtype}{list(labels.shape)}, not {NUM_TRAIN} integer labels."
+                f"{path}: {key!r} is {labels.dtype}{list(labels.shape)}, not {num_train} integer labels."
             )
         if labels.min() < 0 or labels.max() >= NUM_CLASSES[dataset]:
             raise DataFileError(

@@ -14,12 +14,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from limit_tf import noise as noise_lib
 from limit_tf.data import registry
-from limit_tf.data.formats import RawData
+from limit_tf.data.formats import DataFileError, RawData
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,6 +144,7 @@ def make_noisy_splits(
     class_names: Sequence[str] = (),
     origins: tuple[np.ndarray, np.ndarray] | None = None,
     truth_known: bool = True,
+    given_labels: np.ndarray | None = None,
 ) -> NoisyDataset:
     """Applies the paper's protocol to raw arrays (see the module docstring).
 
@@ -160,6 +162,9 @@ def make_noisy_splits(
       class_names: a name per class.
       origins: ``(train origins, test origins)``: where each raw example came from.
       truth_known: whether the raw labels are the true ones.
+      given_labels: labels someone gave every raw training example (CIFAR-N's
+        human labels): they are the observed labels instead of noise drawn
+        from ``matrix``, and the raw ones are the truth.
     """
     t = noise_lib.validate_transition_matrix(matrix, num_classes)
     y_train = _check_labels(raw.y_train, num_classes, f"{name} training labels")
@@ -177,13 +182,22 @@ def make_noisy_splits(
     split_seq, train_noise_seq, val_noise_seq = np.random.SeedSequence(seed).spawn(3)
     perm = np.random.default_rng(split_seq).permutation(total)
     train_idx, val_idx = perm[:train_part], perm[train_part:]
-    # Corrupt the whole train part, then take the first n: nested subsets.
-    train_noisy = noise_lib.corrupt(y_train[train_idx], t, np.random.default_rng(train_noise_seq)).labels[:n]
-    train_idx = train_idx[:n]
-    if clean_validation:
-        val_noisy = y_train[val_idx]
+    if given_labels is not None:
+        given = _check_labels(np.asarray(given_labels), num_classes, f"{name} given labels")
+        if given.shape != y_train.shape:
+            raise ValueError(f"{name}: {given.shape[0]} given labels for {y_train.shape[0]} training examples.")
+        train_idx = train_idx[:n]
+        train_noisy = given[train_idx]
+        val_noisy = y_train[val_idx] if clean_validation else given[val_idx]
+        t = _empirical_matrix(y_train, given, num_classes)
     else:
-        val_noisy = noise_lib.corrupt(y_train[val_idx], t, np.random.default_rng(val_noise_seq)).labels
+        # Corrupt the whole train part, then take the first n: nested subsets.
+        train_noisy = noise_lib.corrupt(y_train[train_idx], t, np.random.default_rng(train_noise_seq)).labels[:n]
+        train_idx = train_idx[:n]
+        if clean_validation:
+            val_noisy = y_train[val_idx]
+        else:
+            val_noisy = noise_lib.corrupt(y_train[val_idx], t, np.random.default_rng(val_noise_seq)).labels
     train_origins, test_origins = origins if origins is not None else (None, None)
     pick = (lambda idx: None) if train_origins is None else (lambda idx: np.asarray(train_origins)[idx])
     return NoisyDataset(
@@ -200,6 +214,14 @@ def make_noisy_splits(
         class_names=tuple(class_names),
         truth_known=truth_known,
     )
+
+
+def _empirical_matrix(clean: np.ndarray, given: np.ndarray, k: int) -> np.ndarray:
+    """``T[i, j]``: the share of examples of class ``i`` that were given ``j`` (a class nobody has: the identity)."""
+    counts = np.zeros((k, k))
+    np.add.at(counts, (clean, given), 1.0)
+    rows = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, rows, out=np.eye(k), where=rows > 0)
 
 
 def resolve_matrix(noise: str, noise_rate: float, noise_matrix, num_classes: int, dataset: str) -> np.ndarray:
@@ -246,14 +268,32 @@ def load_noisy_dataset(
       allow_download: let tfds download when nothing is found offline.
       verify: check local files against their published checksums.
     """
+    from limit_tf.data import cifar_n
+
     spec = registry.get_spec(name)
-    matrix = resolve_matrix(noise, noise_rate, noise_matrix, spec.num_classes, name)
+    human = cifar_n.parse(name)
+    if human is not None and (noise_matrix is not None or (noise != "none" and noise_rate > 0)):
+        raise ValueError(f"{name} has human labels: no noise is added to them (use --noise_rate=0).")
+    if human is not None:
+        matrix = np.eye(spec.num_classes)
+    else:
+        matrix = resolve_matrix(noise, noise_rate, noise_matrix, spec.num_classes, name)
     limit = spec.train_size - spec.num_validation
     if num_train_examples is not None and not 1 <= int(num_train_examples) <= limit:
         raise ValueError(
             f"num_train_examples={num_train_examples} is not allowed for {name}: it must be in [1, {limit}]."
         )
-    raw = registry.load_raw(name, data_dir, source=source, allow_download=allow_download, verify=verify)
+    raw = registry.load_raw(spec.name, data_dir, source=source, allow_download=allow_download, verify=verify)
+    given = None
+    if human is not None:
+        root = registry.resolve_data_dir(data_dir) or Path(".")
+        given, clean = cifar_n.human_labels(*human, root, num_train=len(raw.y_train))
+        differ = int(np.sum(clean != raw.y_train))
+        if differ:
+            raise DataFileError(
+                f"the clean labels of {name}'s label file differ from the CIFAR batches' at {differ} of "
+                f"{len(clean)} images: the label file and the images are not of the same set, or not in the same order."
+            )
     # Smaller copies (tfds mock data, truncated files) keep the split's proportions.
     num_validation = spec.num_validation
     if len(raw.y_train) != spec.train_size:
@@ -271,6 +311,7 @@ def load_noisy_dataset(
         std=spec.std,
         augment=spec.augment,
         class_names=spec.class_names,
+        given_labels=given,
     )
 
 

@@ -176,6 +176,11 @@ DATASETS: Mapping[str, DatasetSpec] = {
 
 
 def get_spec(name: str) -> DatasetSpec:
+    from limit_tf.data import cifar_n
+
+    human = cifar_n.parse(name)
+    if human is not None:  # CIFAR-N: human labels on CIFAR's images
+        return DATASETS[cifar_n.BASE[human[0]]]
     if name not in DATASETS:
         raise ValueError(
             f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)} (or data.from_arrays for your own data)."
