@@ -77,6 +77,7 @@ def main(argv) -> None:
 
     config = cli.config_from_flags(workdir="profile", **methods.variant_settings(FLAGS.variant)).validate()
     dataset = train.load_data(config)
+    config = config.for_data(dataset.input_shape, len(dataset.train))
     keras.utils.set_random_seed(config.seed)
     model = builders.build_method(builders.MethodContext(config, dataset.num_classes, dataset.input_shape))
     model.make_train_function()

@@ -207,7 +207,7 @@ def write_outputs(root: Path, out: Path, settings: dict) -> dict:
 
 def main(argv) -> None:
     del argv
-    base = cli.config_from_flags(workdir="reproduce")
+    base = cli.config_from_flags(workdir="reproduce").for_data((28, 28, 1))  # MNIST: the paper's recipe
     root = Path(FLAGS.root) / f"e{base.epochs}_p{base.patience}"
     out = Path(FLAGS.out or HERE / "results" / f"reproduce_mnist_e{base.epochs}_p{base.patience}")
     configs = build_configs(

@@ -126,6 +126,7 @@ def measure(
 
     config = ExperimentConfig.from_dict({**config_values, **methods.variant_settings(variant)})
     dataset = train.load_data(config)
+    config = config.for_data(dataset.input_shape, len(dataset.train))
     keras.utils.set_random_seed(config.seed)
     ctx = builders.MethodContext(config=config, num_classes=dataset.num_classes, input_shape=dataset.input_shape)
     model = builders.build_method(ctx)

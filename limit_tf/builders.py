@@ -51,11 +51,14 @@ class MethodContext:
     train_inputs: object = None
     steps_per_epoch: int | None = None
 
+    def __post_init__(self):
+        # Settings left at auto take the data's recipe (LIMIT's predictor and beta, the schedule, the epochs).
+        object.__setattr__(self, "config", self.config.for_data(self.input_shape))
+
     @property
     def architecture(self) -> str:
         """The classifier's network: ``--architecture``, or the data's default (images: by their shape)."""
-        name = self.config.resolved_architecture
-        return models.architecture_for(self.input_shape) if name == "auto" else name
+        return self.config.network_for(self.input_shape)
 
     @property
     def synchronized_bn(self) -> bool:
@@ -216,7 +219,9 @@ def predictor_of(model: keras.Model) -> keras.Model | None:
 
 
 def build_for_data(config: ExperimentConfig, dataset, strategy) -> keras.Model:
-    """Seeds (and, with ``deterministic``, fixes op order), then builds the method under the strategy."""
+    """Seeds (and, with ``deterministic``, fixes op order), then builds the method under the strategy,
+    with the settings left at auto filled in for this data (:meth:`ExperimentConfig.for_data`)."""
+    config = config.for_data(dataset.input_shape, len(dataset.train))
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -229,7 +234,7 @@ def build_for_data(config: ExperimentConfig, dataset, strategy) -> keras.Model:
         train_inputs=data_lib.to_tf_dataset(
             dataset, "train", batch_size=inference.evaluation_settings(dataset.input_shape)[1], inputs_only=True
         ),
-        steps_per_epoch=data_lib.steps_per_epoch(dataset, config.resolved_batch_size(len(dataset.train))),
+        steps_per_epoch=data_lib.steps_per_epoch(dataset, config.batch_size),
     )
     with strategy.scope():
         try:

@@ -23,11 +23,12 @@ from limit_tf.data import cifar_n, registry, user
 NOISE_NAMES = ("none", "uniform", "symmetric", "pair", "asymmetric", "next_class")
 ARCHITECTURE_NAMES = methods.ARCHITECTURES
 AUTO_ARCHITECTURE = "auto"
+AUTO = methods.AUTO
 STRATEGY_NAMES = ("default", "mirrored", "multi_worker")
 SOURCE_NAMES = ("auto", "local", "tfds")
 CLEAN_MODES = ("drop", "relabel")
 AUGMENT_MODES = ("auto", "on", "off")
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("auto", "constant", "cosine")
 OPTIMIZERS = ("adam", "sgd")
 # What a --clean_from run must share with this one for its flags to index the same examples.
 CLEAN_MUST_MATCH = (
@@ -75,6 +76,47 @@ def auto_batch_size(num_train: int) -> int:
     if half >= PAPER_BATCH_SIZE:
         return PAPER_BATCH_SIZE
     return max(SMALL_BATCH_MIN, 1 << (half.bit_length() - 1))
+
+
+def architecture_for(input_shape) -> str:
+    """The default network for inputs of this shape: ``mlp`` for vectors (tables), ``mnist_cnn``
+    for small grayscale images (at most 32 x 32: MNIST-like), ``resnet20`` for color or larger images."""
+    shape = tuple(int(d) for d in input_shape)
+    if len(shape) == 1:
+        return "mlp"
+    if shape[-1] == 1 and max(shape[:2]) <= 32:
+        return "mnist_cnn"
+    return "resnet20"
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """The values that settings left at auto take (:meth:`ExperimentConfig.for_data`).
+
+    Attributes:
+      name: ``paper`` or ``photos``.
+      epochs, patience: ``--epochs`` / ``--patience`` (patience None: the epochs, no early stop).
+      lr_schedule: ``--lr_schedule``.
+      predictor, beta: LIMIT's ``--predictor`` / ``--beta`` (beta also soft_reg's).
+    """
+
+    name: str
+    epochs: int
+    patience: int | None
+    lr_schedule: str
+    predictor: str
+    beta: float
+
+
+# The paper's MNIST protocol; it also serves tables and small grayscale images
+# (benchmarks/small_data.py).
+PAPER_RECIPE = Recipe("paper", epochs=400, patience=100, lr_schedule="constant", predictor="laplace", beta=10.0)
+# Photographs (your color or large images, on a residual network), chosen on 10,000 CIFAR-10 photographs with
+# 40% wrong labels on 2 CPU cores (docs/photos.md has the table): LIMIT_L with beta 10 learns too slowly there
+# (38% clean test accuracy after 30 epochs; LIMIT_G with beta 1: 60% after 40 epochs); batch 128 trained no
+# better than 256 per epoch and took 8% longer; a cosine schedule's best epochs are its last, so no early stop.
+PHOTO_RECIPE = Recipe("photos", epochs=60, patience=None, lr_schedule="cosine", predictor="gaussian", beta=1.0)
+PHOTO_NETWORKS = ("resnet20", "resnet34", "resnet50")
 
 
 class ConfigError(ValueError):
@@ -128,8 +170,8 @@ class _Settings:
     clean_validation: bool = _field(False, "Keep validation labels clean (the paper corrupts them).")
     method: str = _field(
         methods.CE,
-        f"Method: {', '.join(methods.METHODS)}. --method=limit alone is LIMIT_L without sampling, beta 10 (the "
-        "recommended setting: --predictor=laplace --beta=10).",
+        f"Method: {', '.join(methods.METHODS)}. --method=limit alone is LIMIT without sampling with the data's "
+        "recipe: LIMIT_L, beta 10 (the paper's MNIST setting), or for photographs LIMIT_G, beta 1.",
     )
     init_from: str | None = _field(None, "Work dir of a finished CE run: FW and DMI start from it, LIMIT '+init' too.")
     architecture: str | None = _field(
@@ -137,18 +179,25 @@ class _Settings:
         f"Network: {', '.join(ARCHITECTURE_NAMES)} (default: the dataset's paper network; your data: mlp for a "
         "table; for images mnist_cnn when grayscale and at most 32 pixels, else resnet20, a network for photos).",
     )
-    epochs: int = _field(400, "Maximum number of epochs.")
+    epochs: int = _field(
+        0, "Maximum number of epochs; 0 (the default) is auto: the paper's 400, or 60 for photographs (resnet20)."
+    )
     optimizer: str = _field(
         "adam",
         "adam (the paper's: Adam, epsilon 1e-8) or sgd (momentum 0.9, Nesterov; give it a larger --learning_rate, "
         "e.g. 0.05). Both networks of LIMIT get one each.",
     )
     lr_schedule: str = _field(
-        "constant",
+        "auto",
         "The learning rate over the run: constant (the paper's), or cosine (from --learning_rate down to 0 over "
-        "--epochs, per step; the classifier's starts after LIMIT's warm-up).",
+        "--epochs, per step; the classifier's starts after LIMIT's warm-up); auto (the default): cosine for "
+        "photographs, else constant.",
     )
-    patience: int = _field(100, "Stop after this many epochs without a better validation accuracy.")
+    patience: int = _field(
+        0,
+        "Stop after this many epochs without a better validation accuracy; 0 (the default) is auto: the paper's "
+        "100, or no early stop for photographs (the cosine schedule's best epochs are its last).",
+    )
     batch_size: int = _field(
         0,
         "Global batch size; 0 (the default) is auto: the paper's 256, and for LIMIT on fewer than 512 training "
@@ -178,7 +227,7 @@ class _Settings:
     @property
     def resolved_architecture(self) -> str:
         """``architecture``, or the data's default: the paper's network for a named dataset, the MLP for a
-        table, and ``auto`` for your images (decided by their shape: :func:`limit_tf.models.architecture_for`)."""
+        table, and ``auto`` for your images (decided by their shape: :func:`architecture_for`)."""
         if self.architecture:
             return self.architecture
         if self.user_data:
@@ -187,10 +236,70 @@ class _Settings:
 
     def resolved_batch_size(self, num_train: int) -> int:
         """``batch_size``, or with 0 (auto) the paper's 256, or for a method with ``small_data_batches``
-        :func:`auto_batch_size` of the training split's size."""
+        :func:`auto_batch_size` of the training split's size (the paper's recipe; :meth:`for_data` also
+        knows the photographs')."""
         if self.batch_size:
             return int(self.batch_size)
         return auto_batch_size(num_train) if self.spec.small_data_batches else PAPER_BATCH_SIZE
+
+    def network_for(self, input_shape) -> str:
+        """The classifier's network for inputs of this shape: ``--architecture`` or the data's default."""
+        name = self.resolved_architecture
+        return architecture_for(input_shape) if name == AUTO_ARCHITECTURE else name
+
+    def recipe(self, input_shape) -> Recipe:
+        """Where settings left at auto take their values: :data:`PHOTO_RECIPE` for your images on a
+        residual network (color or larger than 32 pixels by default), else :data:`PAPER_RECIPE` (the named
+        datasets keep the paper's protocol)."""
+        if self.user_data and self.network_for(input_shape) in PHOTO_NETWORKS:
+            return PHOTO_RECIPE
+        return PAPER_RECIPE
+
+    @property
+    def resolved(self) -> bool:
+        """Whether no setting is left at auto (:meth:`for_data` has nothing to fill in)."""
+        return bool(
+            self.epochs
+            and self.patience
+            and self.batch_size
+            and self.lr_schedule != AUTO
+            and self.predictor != AUTO
+            and self.beta is not None
+        )
+
+    def for_data(self, input_shape, num_train: int | None = None) -> ExperimentConfig:
+        """This config with every auto setting replaced by the data's recipe (:meth:`recipe`): ``epochs``,
+        ``patience`` and ``lr_schedule``, LIMIT's ``predictor`` and ``beta``; and ``batch_size``
+        (:meth:`resolved_batch_size`).
+
+        What a run trains with; ``config.json`` keeps the settings as given
+        and ``results.json`` both. Settings already given are kept, so it is
+        idempotent. Without ``num_train`` an auto batch size stays 0 (it
+        depends on the training split's size).
+
+        Raises:
+          ConfigError: a given setting conflicts with the recipe's (``--warmup_epochs`` not below the
+            resolved ``--epochs``).
+        """
+        if self.resolved:
+            return self
+        recipe = self.recipe(input_shape)
+        epochs = self.epochs or recipe.epochs
+        batch = self.batch_size or (0 if num_train is None else self.resolved_batch_size(num_train))
+        resolved = self.replace(
+            epochs=epochs,
+            patience=self.patience or recipe.patience or epochs,
+            batch_size=batch,
+            lr_schedule=recipe.lr_schedule if self.lr_schedule == AUTO else self.lr_schedule,
+            predictor=recipe.predictor if self.predictor == AUTO else self.predictor,
+            beta=recipe.beta if self.beta is None else self.beta,
+        )
+        if resolved.warmup_epochs >= resolved.epochs:
+            raise ConfigError(
+                f"--warmup_epochs={resolved.warmup_epochs} is not allowed: it must be < --epochs={resolved.epochs} "
+                f"(the {recipe.name} recipe's epochs; give --epochs)."
+            )
+        return resolved
 
     @property
     def spec(self) -> methods.MethodSpec:
@@ -261,13 +370,15 @@ class _Settings:
         self._validate_hyperparameters()
         self._validate_clean_from()
         for flag in ("epochs", "patience"):
-            _integer(flag, getattr(self, flag), minimum=1)
+            value = getattr(self, flag)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"--{flag}={value!r} is not allowed: it must be an integer >= 1, or 0 for auto.")
         _integer("batch_size", self.batch_size, minimum=0)
         for flag in ("seed", "noise_seed"):
             _integer(flag, getattr(self, flag), minimum=0)
         if self.num_train_examples is not None:
             _integer("num_train_examples", self.num_train_examples, minimum=1)
-        if self.warmup_epochs >= self.epochs:
+        if self.epochs and self.warmup_epochs >= self.epochs:
             raise ConfigError(
                 f"--warmup_epochs={self.warmup_epochs} is not allowed: it must be < --epochs={self.epochs}."
             )

@@ -203,6 +203,13 @@ def suspects_grid(
     return path
 
 
+def _interval(summary: dict) -> str:
+    interval = summary.get("estimated_noise_interval")
+    if not interval or any(v != v for v in interval):  # NaN: no examples
+        return ""
+    return f"; 95% interval {100 * interval[0]:.1f}-{100 * interval[1]:.1f}% over resampled examples"
+
+
 def describe(summary: dict, out_dir, top: int = 5) -> str:
     """What a detection found, in a few lines for a person (``detection.json`` holds everything)."""
     n, flagged = summary["num_examples"], summary["num_flagged"]
@@ -217,8 +224,8 @@ def describe(summary: dict, out_dir, top: int = 5) -> str:
     how = "as many as estimated" if summary["flagged_by"] == "estimate" else "by your budget or threshold"
     lines = [
         f"{n} training examples; estimated {summary['estimated_issues']} wrong labels "
-        f"({100 * summary['estimated_noise_rate']:.1f}%, confident learning on the classifier's probabilities); "
-        f"flagged {flagged} ({how}) by the {summary['score']} score.{more}"
+        f"({100 * summary['estimated_noise_rate']:.1f}%{_interval(summary)}, confident learning on the classifier's "
+        f"probabilities); flagged {flagged} ({how}) by the {summary['score']} score.{more}"
     ]
     if summary["truth_known"]:
         lines.append(

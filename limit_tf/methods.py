@@ -46,7 +46,9 @@ class Hyperparameter:
         for settings that variants fix (LIMIT's predictor, "+S").
       when: the hyperparameter is active only when these config settings
         hold (``sigma_q`` only with ``sample=True``).
-      default: the value of the config field (and flag) it defines.
+      default: the value of the config field (and flag) it defines; ``None``
+        (or ``"auto"`` among a choice's values) leaves it to the data's recipe
+        (:meth:`limit_tf.config.ExperimentConfig.for_data`).
       help: the flag's help text.
     """
 
@@ -72,6 +74,8 @@ class Hyperparameter:
         """Why ``value`` is not allowed (one phrase), or None when it is."""
         if self.kind == "choice":
             return None if value in self.choices else f"allowed: {', '.join(map(str, self.choices))}"
+        if value is None and self.default is None:
+            return None  # auto: the recipe's value
         if self.kind == "bool":
             return None if isinstance(value, bool) else "it must be true or false"
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -156,6 +160,8 @@ class MethodSpec:
         return self.variants or (Variant(self.name, {}, None),)
 
 
+# A setting left to the data's recipe (limit_tf.config.ExperimentConfig.for_data).
+AUTO = "auto"
 # LIMIT's q distributions (limit_tf.limit.LimitModel's ``predictor``).
 PREDICTORS = ("gaussian", "laplace", "ce")
 # The architectures of limit_tf.models by name (kept here, TensorFlow-free, for
@@ -179,8 +185,9 @@ BETA = Hyperparameter(
     minimum=0.0,
     log=True,
     token="beta",
-    default=10.0,
-    help="LIMIT's norm penalty beta (10 by default, chosen on MNIST and small tables); soft_reg: the beta of eq. (11).",
+    default=None,
+    help="LIMIT's norm penalty beta; soft_reg: the beta of eq. (11). Default (auto): 10 (chosen on MNIST and small "
+    "tables), 1 for photographs (chosen on CIFAR-10; docs/photos.md).",
 )
 SIGMA_Q = Hyperparameter(
     "sigma_q",
@@ -319,9 +326,10 @@ METHODS: dict[str, MethodSpec] = {
                 Hyperparameter(
                     "predictor",
                     kind="choice",
-                    choices=PREDICTORS,
-                    default="laplace",
-                    help="LIMIT's q distribution: laplace (LIMIT_L, the default), gaussian (LIMIT_G) or ce.",
+                    choices=(AUTO, *PREDICTORS),
+                    default=AUTO,
+                    help="LIMIT's q distribution: laplace (LIMIT_L), gaussian (LIMIT_G) or ce; auto (the default): "
+                    "laplace, and gaussian for photographs (chosen on CIFAR-10; docs/photos.md).",
                 ),
                 Hyperparameter(
                     "sample",

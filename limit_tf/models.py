@@ -28,6 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 import keras
 from keras import layers
 
+from limit_tf import config as config_lib
+
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
@@ -409,15 +411,8 @@ ARCHITECTURES: Mapping[str, Callable[..., keras.Model]] = {
 }
 
 
-def architecture_for(input_shape: Sequence[int]) -> str:
-    """The default network for inputs of this shape: ``mlp`` for vectors (tables), ``mnist_cnn``
-    for small grayscale images (at most 32 x 32: MNIST-like), ``resnet20`` for color or larger images."""
-    shape = tuple(int(d) for d in input_shape)
-    if len(shape) == 1:
-        return "mlp"
-    if shape[-1] == 1 and max(shape[:2]) <= 32:
-        return "mnist_cnn"
-    return "resnet20"
+# The default network for inputs of a shape (TensorFlow-free, in the config: it also picks the recipe).
+architecture_for = config_lib.architecture_for
 
 
 def build_model(

@@ -141,8 +141,8 @@ def load_trained_model(workdir_path):
     stored = run.config()
     if stored is None:
         raise FileNotFoundError(f"{run.path} is not a run's work dir ({workdir.CONFIG} is missing).")
-    config = ExperimentConfig.from_dict(stored)
-    dataset = load_data(config)
+    dataset = load_data(ExperimentConfig.from_dict(stored))
+    config = ExperimentConfig.from_dict(stored).for_data(dataset.input_shape, len(dataset.train))  # as trained
     if run.finished and run.file(workdir.BEST_MODEL).is_file():
         try:
             return keras.models.load_model(run.file(workdir.BEST_MODEL)), config, dataset
@@ -273,6 +273,7 @@ def detect_in_run(
         noise_mask=dataset.train.noise_mask if dataset.truth_known else None,
     )
     summary = {"score": score, **summary, "truth_known": dataset.truth_known}
+    summary["estimated_noise_interval"] = list(detection.estimate_interval(probs["classifier"], labels))
     summary.update(validation_trust(val_probs, dataset, estimate))
     summary["estimates"] = {
         "classifier": estimate.noise_rate,

@@ -147,8 +147,8 @@ def finished_results(config: ExperimentConfig) -> dict | None:
     results = run.results()
     if results is None:
         return None
-    try:
-        stored = ExperimentConfig.from_dict(results["config"])
+    try:  # the settings as given (a run's "config" has the auto ones filled in)
+        stored = ExperimentConfig.from_dict(results.get("requested", results["config"]))
     except (KeyError, TypeError, ConfigError):
         raise workdir.CorruptFileError(
             f"{run.file(workdir.RESULTS)} holds no config of this version; delete it to evaluate the run again."
@@ -203,12 +203,22 @@ def _finished(config: ExperimentConfig, engine, run: workdir.RunDir) -> dict | N
     return done if engine.is_chief else (run.results() or {})
 
 
-def _train(config, dataset, engine, run: workdir.RunDir, own: workdir.RunDir, callbacks):
-    """The protocol proper, in a locked work dir (:func:`run_experiment`)."""
+def _train(requested, dataset, engine, run: workdir.RunDir, own: workdir.RunDir, callbacks):
+    """The protocol proper, in a locked work dir (:func:`run_experiment`): with the settings left at auto
+    filled in by the data's recipe (``config.json`` keeps them as given)."""
+    config = requested.for_data(dataset.input_shape, len(dataset.train))
+    recipe = requested.recipe(dataset.input_shape)
+    if not requested.resolved and recipe.name != "paper" and engine.is_chief:
+        logging.info(
+            "%s: the %s recipe for the settings not given (%s)",
+            config.workdir,
+            recipe.name,
+            _auto_settings(requested, config),
+        )
     model = build_model(config, dataset, engine.strategy)
     engine.bind(model)
     if engine.is_chief:
-        run.write_config(config.to_dict())
+        run.write_config(requested.to_dict())
         fingerprint = data_fingerprint(config)
         if fingerprint:
             run.write_data_fingerprint(fingerprint)
@@ -223,8 +233,8 @@ def _train(config, dataset, engine, run: workdir.RunDir, own: workdir.RunDir, ca
     if not (selection["stopped_early"] or selection["last_epoch"] + 1 >= config.epochs):
         if start:
             logging.info("resuming %s at epoch %d", config.workdir, start + 1)
-        batch = config.resolved_batch_size(len(dataset.train))
-        if batch != PAPER_BATCH_SIZE and not config.batch_size:
+        batch = config.batch_size
+        if batch != PAPER_BATCH_SIZE and not requested.batch_size:
             logging.info(
                 "%d training examples: batch size %d (auto), %d steps per epoch",
                 len(dataset.train),
@@ -244,7 +254,13 @@ def _train(config, dataset, engine, run: workdir.RunDir, own: workdir.RunDir, ca
             initial_epoch=start,
             callbacks=[*protocol_callbacks(model, config, dataset, protocol, steps, engine.is_chief), *callbacks],
         )
-    return _finish(model, engine, config, dataset, protocol, own)
+    return _finish(model, engine, config, dataset, protocol, own, requested)
+
+
+def _auto_settings(requested: ExperimentConfig, config: ExperimentConfig) -> str:
+    """``--epochs=40, --batch_size=128, ...``: what the recipe filled in."""
+    given, used = requested.to_dict(), config.to_dict()
+    return ", ".join(f"--{k}={used[k]}" for k in sorted(used) if given[k] != used[k] and k != "architecture")
 
 
 # Fewer gradient steps than this in a whole run leave a network far from trained (small tables: a
@@ -304,7 +320,7 @@ def protocol_callbacks(model, config, dataset, protocol: callbacks_lib.ProtocolS
     return out
 
 
-def _finish(model, engine, config, dataset, protocol: callbacks_lib.ProtocolState, own: workdir.RunDir):
+def _finish(model, engine, config, dataset, protocol: callbacks_lib.ProtocolState, own: workdir.RunDir, requested):
     selection = protocol.selection
     best = engine.gather(-1 if selection["best_epoch"] is None else selection["best_epoch"])
     if len(set(best)) != 1 or best[0] < 0:
@@ -315,7 +331,7 @@ def _finish(model, engine, config, dataset, protocol: callbacks_lib.ProtocolStat
     protocol.checkpoint.load_best()
     test = data_lib.to_tf_dataset(dataset, "test", batch_size=eval_batch_size(dataset.input_shape))
     test_logs = engine.evaluate(test) if len(dataset.test) else None
-    results = _results(config, dataset, selection, test_logs)
+    results = _results(config, dataset, selection, test_logs, requested)
     # Every worker saves (reading distributed variables may be collective); only the chief's files stay.
     with workdir.atomic_path(own.file(workdir.BEST_WEIGHTS)) as tmp:
         model.save_weights(tmp)
@@ -339,7 +355,7 @@ def _finish(model, engine, config, dataset, protocol: callbacks_lib.ProtocolStat
     return results
 
 
-def _results(config, dataset, selection: dict, test_logs: dict | None) -> dict:
+def _results(config, dataset, selection: dict, test_logs: dict | None, requested) -> dict:
     return {
         "test_accuracy": None if test_logs is None else float(test_logs["accuracy"]),
         "test_loss": None if test_logs is None else float(test_logs["loss"]),
@@ -357,7 +373,8 @@ def _results(config, dataset, selection: dict, test_logs: dict | None) -> dict:
         "batch_size": config.resolved_batch_size(len(dataset.train)),
         "train_wall_time_s": selection["train_seconds"],
         "versions": workdir.library_versions(),
-        "config": config.to_dict(),
+        "config": config.to_dict(),  # as trained: the auto settings filled in
+        "requested": requested.to_dict(),  # as given (what a rerun is compared with)
     }
 
 

@@ -191,6 +191,25 @@ def test_the_noise_estimate_from_label_free_probabilities():
     assert clean.noise_rate < 0.08  # only the model's own mistakes remain
 
 
+def test_the_estimates_interval_covers_it_and_narrows_with_more_examples():
+    rng = np.random.default_rng(1)
+
+    def sample(n, k=5, rate=0.3):
+        truth = rng.integers(0, k, n)
+        logits = 3.0 * np.eye(k)[truth] + rng.normal(size=(n, k))
+        wrong = rng.random(n) < rate
+        return np.exp(logits) / np.exp(logits).sum(1, keepdims=True), np.where(wrong, (truth + 1) % k, truth)
+
+    probs, given = sample(4000)
+    low, high = detection.estimate_interval(probs, given)
+    assert low < detection.estimate_noise(probs, given).noise_rate < high and high - low < 0.05
+    assert detection.estimate_interval(probs, given) == (low, high)  # seeded: the same interval again
+    small_low, small_high = detection.estimate_interval(*(a[:400] for a in sample(400)))
+    assert small_high - small_low > 1.5 * (high - low)  # ten times fewer examples: a wider interval
+    with pytest.raises(ValueError, match="level=1.5 is not allowed"):
+        detection.estimate_interval(probs, given, level=1.5)
+
+
 def test_find_clean_and_retrain_on_an_image_folder(tmp_path):
     from PIL import Image
 
@@ -212,6 +231,8 @@ def test_find_clean_and_retrain_on_an_image_folder(tmp_path):
     summary = runs.detect_in_run(tmp_path / "limit")
     assert summary["score"] == "limit" and not summary["truth_known"]
     assert summary["estimated_noise_rate"] == pytest.approx(wrong.mean(), abs=0.1)
+    low, high = summary["estimated_noise_interval"]
+    assert low <= summary["estimated_noise_rate"] <= high
     with open(tmp_path / "limit" / "detection_limit" / issue_report.ISSUES) as f:
         every = list(csv.DictReader(f))
     header = ["path", "observed_label", "suggested_label", "score", "rank", "flagged", "split", "split_index"]

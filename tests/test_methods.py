@@ -23,7 +23,7 @@ def test_options_are_config_fields_made_from_the_table_and_cannot_collide():
     for h in methods.options():
         assert fields[h.name].default == h.default and fields[h.name].metadata["help"] == h.help
     # SCE's weight of reverse CE is its own option, not LIMIT's --beta.
-    assert {"sce_alpha", "sce_beta"} <= set(fields) and DEFAULTS["beta"] == 10.0 and DEFAULTS["sce_beta"] == 1.0
+    assert {"sce_alpha", "sce_beta"} <= set(fields) and DEFAULTS["beta"] is None and DEFAULTS["sce_beta"] == 1.0
     assert ExperimentConfig(workdir="w", method="sce", sce_beta=0.5).experiment().get("beta") is None
     clash = methods.MethodSpec("clash", "x", (methods.Hyperparameter("gce_q", default=0.5),))
     table = dict(methods.METHODS, clash=clash)

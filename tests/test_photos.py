@@ -98,19 +98,66 @@ def test_cosine_schedule_decays_to_zero_over_the_run():
         builders.MethodContext(config, 10, (8,)).learning_rate()
 
 
-def test_a_color_folder_trains_limit_end_to_end_with_the_photo_network(tmp_path):
+def test_settings_left_at_auto_take_the_photo_recipe_on_photos_and_the_papers_elsewhere(tmp_path):
+    folder = ExperimentConfig(workdir="w", dataset=f"folder:{tmp_path}", method="limit")
+    photos = folder.for_data((32, 32, 3), 8000)
+    assert (photos.epochs, photos.patience, photos.lr_schedule, photos.predictor, photos.beta) == (
+        60,
+        60,
+        "cosine",
+        "gaussian",
+        1.0,
+    )
+    assert photos.batch_size == 256 and photos.resolved and photos.for_data((32, 32, 3), 8000) == photos
+    # Grayscale digits in a folder, tables and the named datasets keep the paper's protocol.
+    for config, shape in (
+        (folder, (28, 28, 1)),
+        (folder.replace(dataset="csv:t.csv"), (13,)),
+        (folder.replace(dataset="mnist"), (28, 28, 1)),
+    ):
+        paper = config.for_data(shape, 8000)
+        assert (paper.epochs, paper.patience, paper.lr_schedule, paper.predictor, paper.beta) == (
+            400,
+            100,
+            "constant",
+            "laplace",
+            10.0,
+        )
+    # A given setting wins; the photos' patience follows the given epochs (no early stop).
+    given = folder.replace(epochs=12, predictor="laplace", beta=3.0, lr_schedule="constant", batch_size=64)
+    mine = given.for_data((32, 32, 3), 8000)
+    assert (mine.epochs, mine.patience, mine.lr_schedule, mine.predictor, mine.beta, mine.batch_size) == (
+        12,
+        12,
+        "constant",
+        "laplace",
+        3.0,
+        64,
+    )
+    # --architecture picks the recipe too: a residual network on a folder of digits is trained as photos.
+    assert folder.replace(architecture="resnet20").for_data((28, 28, 1)).predictor == "gaussian"
+    assert folder.replace(architecture="mnist_cnn").for_data((32, 32, 3)).predictor == "laplace"
+    with pytest.raises(ConfigError, match="--warmup_epochs=70 is not allowed: it must be < --epochs=60"):
+        folder.replace(warmup_epochs=70).validate().for_data((32, 32, 3), 8000)
+
+
+def test_a_color_folder_trains_limit_end_to_end_with_the_photo_network_and_recipe(tmp_path):
     folder = _photo_folder(tmp_path / "color", size=16, per_class=16)
     config = ExperimentConfig(
-        workdir=str(tmp_path / "run"),
-        dataset=f"folder:{folder}",
-        noise="none",
-        method="limit",
-        epochs=2,
-        patience=2,
-        lr_schedule="cosine",
+        workdir=str(tmp_path / "run"), dataset=f"folder:{folder}", noise="none", method="limit", epochs=2
     )
     results = train.run_experiment(config)
     assert results["epochs_run"] == 2
+    # results.json: the settings as trained (the photo recipe filled in) and as given (what a rerun matches).
+    trained, given = results["config"], results["requested"]
+    assert (trained["predictor"], trained["beta"], trained["lr_schedule"], trained["patience"]) == (
+        "gaussian",
+        1.0,
+        "cosine",
+        2,
+    )
+    assert (given["predictor"], given["beta"], given["lr_schedule"], given["patience"]) == ("auto", None, "auto", 0)
+    assert train.run_experiment(config)["test_accuracy"] == results["test_accuracy"]  # finished: not trained again
     import tensorflow as tf
 
     model = train.build_model(config, runs.load_data(config), tf.distribute.get_strategy())

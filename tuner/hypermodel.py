@@ -110,7 +110,7 @@ class MethodHyperModel(kt.HyperModel):
 
     def __init__(self, base: ExperimentConfig, dataset: data_lib.NoisyDataset, space: SearchSpace, init_weights=None):
         super().__init__(name=f"{base.method}_hypermodel", tunable=True)
-        self.base = base
+        self.base = base.for_data(dataset.input_shape, len(dataset.train))  # the data's recipe for the auto settings
         self.dataset = dataset
         self.space = space.validate(base.method)
         self.init_weights = init_weights

@@ -361,7 +361,7 @@ def run_search(
         "search: %s over %s, up to %d trials", oracle, {**space.values, **space.ranges}, tuner._expected_trials
     )
     # Each trial selects its epoch as the runner does (MethodHyperModel.fit: the runner's selection callbacks).
-    tuner.search(epochs=base.epochs, callbacks=list(callbacks), verbose=0)
+    tuner.search(epochs=hypermodel.base.epochs, callbacks=list(callbacks), verbose=0)
     if kt_dist.has_chief_oracle() and not kt_dist.is_chief_oracle():
         logging.info("worker %s: no trials left", os.environ.get("KERASTUNER_TUNER_ID"))
         return None

@@ -173,6 +173,26 @@ def estimate_noise(probs, labels) -> NoiseEstimate:
     return NoiseEstimate(num, num / max(len(y), 1), thresholds, joint, p.argmax(axis=1))
 
 
+def estimate_interval(probs, labels, *, level: float = 0.95, reps: int = 200, seed: int = 0) -> tuple[float, float]:
+    """A bootstrap interval for :func:`estimate_noise`'s share of wrong labels.
+
+    The examples are resampled with replacement ``reps`` times and the
+    estimate is recomputed on each resample; the interval holds the middle
+    ``level`` of those estimates. It measures how much the estimate moves
+    with the sample, not how far a weak classifier biases it (the trust
+    warning is for that).
+    """
+    p, y = _probs_and_observed(probs, labels)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level={level!r} is not allowed: it must be in (0, 1).")
+    if not len(y):
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    rates = [estimate_noise(p[pick], y[pick]).noise_rate for pick in rng.integers(0, len(y), (int(reps), len(y)))]
+    low, high = np.quantile(rates, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    return float(low), float(high)
+
+
 def temperature(probs, labels, *, low: float = 0.05, high: float = 20.0) -> float:
     """The temperature ``T`` that makes ``softmax(log p / T)`` fit ``labels`` best (lowest cross-entropy).
 

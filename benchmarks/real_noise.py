@@ -1,0 +1,364 @@
+r"""Real photographs with wrong labels: the README's image-folder recipe against the baselines, on CIFAR-10.
+
+    python benchmarks/real_noise.py                                   # n = 10,000, uniform and pair 40%, 3 seeds
+    python benchmarks/real_noise.py --seeds=1 --methods=limit,ce --noise_kinds=uniform      # one cell, two rows
+
+Per noise kind (``--noise_kinds``: ``uniform``, ``pair``: the paper's CIFAR-10
+pair flips, truck -> automobile, bird -> airplane, deer -> horse, cat -> dog,
+so 40% of four classes) and seed, it writes what a person with a photo
+collection has: a folder of ``--n`` training photographs from the shared
+CIFAR-10 copy, one subfolder per class, each file filed under its *wrong*
+label where the noise drew one (hard links to one clean copy), and the clean
+test folder. The runs see no truth; the truth stays in ``truth.json`` beside
+the folder, and this script scores every row of each run's
+``label_issues.csv`` against it. Per method (``--methods``):
+
+- ``limit``: the README's recipe, ``python -m limit_tf.main --dataset=folder:...
+  --test_data=... --method=limit`` with no other flag (the photo recipe:
+  LIMIT_G, beta 1, ResNet-20, cosine schedule, 60 epochs), then
+  ``python -m limit_tf.detection --run=...``;
+- ``limit_l``: the paper's MNIST setting, ``--predictor=laplace --beta=10``;
+- ``ce``: ``--method=ce`` (the same network, schedule and epochs), detected
+  with the ``self_confidence`` score of its in-sample probabilities;
+- ``ce_cleaned``: CE on the files the ``limit`` run did not flag
+  (``--clean_from``);
+- ``cleanlab``: confident learning (``cleanlab.filter.find_label_issues``,
+  ``pip install cleanlab``; not a requirement of the package) on 4-fold
+  cross-validated probabilities of the same CE network over the training
+  split, ranked by self-confidence. It has no clean test accuracy of its own.
+
+Reported per row: clean test accuracy; over every file of the folder, ROC AUC
+of the score and the flagged files' precision and recall; the estimated share
+of wrong labels against the training split's true share; wall time
+(training and detection; cleanlab trains four times). Runs are ordinary work
+dirs under ``--root`` (resumable); the table goes to ``--out`` (.json, .md)
+after every cell.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+CIFAR = "cifar10_jpeg/cifar10_jpeg.npz"
+METHODS = ("limit", "limit_l", "ce", "ce_cleaned", "cleanlab")
+FLAGS_OF = {
+    "limit": ("--method=limit",),
+    "limit_l": ("--method=limit", "--predictor=laplace", "--beta=10"),
+    "ce": ("--method=ce",),
+}
+
+
+def define_flags() -> None:
+    from absl import flags
+
+    from limit_tf import cli
+
+    cli.define_shared_flags(noise_rates=["0.4"], seeds=3)
+    cli.define_shared_flags(
+        root=str(HERE / "runs" / "real_noise"),
+        out=(str(HERE / "results" / "real_noise"), "a path prefix (.json and .md added)."),
+    )
+    flags.DEFINE_list("noise_kinds", ["uniform", "pair"], "Noise models: uniform, pair (CIFAR-10's).")
+    flags.DEFINE_list("methods", list(METHODS), f"Rows: {', '.join(METHODS)}.")
+    flags.DEFINE_integer("n", 10_000, "Training photographs (the first n of CIFAR-10's training set).")
+    flags.DEFINE_integer("test_n", 10_000, "Clean test photographs (spread over the classes).")
+    flags.DEFINE_string("data_dir", None, "Holds cifar10_jpeg/ (default: $LIMIT_DATA_DIR).")
+    flags.DEFINE_list("extra", [], "More flags for every training run (e.g. --epochs=2 for a smoke test).")
+
+
+# --------------------------------------------------------------------------
+# The folders.
+
+
+def _decode(blob: np.ndarray, offsets: np.ndarray, i: int) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(blob[offsets[i] : offsets[i + 1]].tobytes())) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _write_clean(source: Path, out: Path, n: int, test_n: int) -> tuple[list[str], np.ndarray]:
+    """``out/train/<class>/NNNNN.png`` (first n) and ``out/test/...`` (test_n, every k-th); once."""
+    from PIL import Image
+
+    from limit_tf import workdir
+
+    data = np.load(source)
+    names = [str(c) for c in data["class_names"]]
+    labels = data["train_labels"][:n].astype(np.int64)
+    done = out / "done.json"
+    if done.is_file() and json.loads(done.read_text()) == {"n": n, "test_n": test_n}:
+        return names, labels
+    for split, count in (("train", n), ("test", test_n)):
+        y = data[f"{split}_labels"].astype(np.int64)
+        picks = range(count) if split == "train" else np.linspace(0, len(y) - 1, count).astype(int)
+        for i in picks:
+            path = out / split / names[y[i]] / f"{i:05d}.png"
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with workdir.atomic_path(path) as tmp:
+                    Image.fromarray(_decode(data[f"{split}_jpeg"], data[f"{split}_offsets"], i)).save(tmp, "PNG")
+    workdir.write_text(done, json.dumps({"n": n, "test_n": test_n}))
+    return names, labels
+
+
+def noisy_folder(clean: Path, out: Path, names, labels, kind: str, rate: float, seed: int) -> dict:
+    """The training photographs filed under their noisy labels (hard links), and the truth beside them."""
+    from limit_tf import noise, workdir
+
+    truth_file = out / "truth.json"
+    if truth_file.is_file():
+        return json.loads(truth_file.read_text())
+    matrix = noise.transition_matrix(kind, len(names), rate, dataset="cifar10")
+    noisy = noise.corrupt(labels, matrix, seed)
+    for i, (y, z) in enumerate(zip(labels, noisy.labels, strict=True)):
+        target = out / "train" / names[z] / f"{i:05d}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            os.link(clean / "train" / names[y] / f"{i:05d}.png", target)
+    truth = {
+        "kind": kind,
+        "rate": rate,
+        "seed": seed,
+        "realized_rate": noisy.realized_rate,
+        "true_label": {
+            f"{names[z]}/{i:05d}.png": names[y] for i, (y, z) in enumerate(zip(labels, noisy.labels, strict=True))
+        },
+    }
+    workdir.write_text(truth_file, json.dumps(truth))
+    return truth
+
+
+# --------------------------------------------------------------------------
+# Runs and their scores.
+
+
+def _python(args, log: Path) -> float:
+    """Runs ``python -m ...`` (as a user would) with its output in ``log``; returns the wall time."""
+    start = time.perf_counter()
+    with open(log, "a") as f:
+        done = subprocess.run([sys.executable, *args], stdout=f, stderr=subprocess.STDOUT, cwd=REPO, check=False)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(args[:3])} failed (exit {done.returncode}); see {log}")
+    return time.perf_counter() - start
+
+
+def _score_rows(issues: Path, truth: dict) -> dict:
+    """ROC AUC, precision and recall over every row of ``label_issues.csv``, against the truth."""
+    from sklearn import metrics as skm
+
+    with open(issues, newline="") as f:
+        rows = list(csv.DictReader(f))
+    wrong = np.array([truth["true_label"][r["path"]] != r["observed_label"] for r in rows])
+    scores = np.array([float(r["score"]) for r in rows])
+    flagged = np.array([r["flagged"] == "1" for r in rows])
+    train = np.array([r["split"] == "train" for r in rows])
+    tp = float((flagged & wrong).sum())
+    return {
+        "files_scored": len(rows),
+        "roc_auc": float(skm.roc_auc_score(wrong, scores)),
+        "precision": tp / max(flagged.sum(), 1),
+        "recall": tp / max(wrong.sum(), 1),
+        "true_rate_train": float(wrong[train].mean()),
+    }
+
+
+def one_run(method: str, folder: Path, test: Path, run: Path, truth: dict, limit_run: Path, extra) -> dict:
+    """Trains (or finds) one run with the CLI, detects, scores against the truth."""
+    flags = FLAGS_OF.get(method, ("--method=ce", f"--clean_from={limit_run}"))
+    _python(
+        [
+            "-m",
+            "limit_tf.main",
+            f"--dataset=folder:{folder}",
+            f"--test_data={test}",
+            f"--workdir={run}",
+            *flags,
+            *extra,
+        ],
+        run.parent / f"{run.name}.log",
+    )
+    results = json.loads((run / "results.json").read_text())
+    row = {"method": method, "test_accuracy": results["test_accuracy"], "best_epoch": results["best_epoch"]}
+    if method == "ce_cleaned":  # its use is the retrained classifier; its files were flagged by the limit run
+        return {**row, "wall_s": results["train_wall_time_s"]}
+    detect_s = _python(["-m", "limit_tf.detection", f"--run={run}"], run.parent / f"{run.name}.log")
+    score = "limit" if method in ("limit", "limit_l") else "self_confidence"
+    found = json.loads((run / f"detection_{score}" / "detection.json").read_text())
+    scored = _score_rows(run / f"detection_{score}" / "label_issues.csv", truth)
+    return {
+        **row,
+        "estimated_rate": found["estimated_noise_rate"],
+        "estimate_error": found["estimated_noise_rate"] - scored["true_rate_train"],
+        "estimates": found.get("estimates"),
+        **scored,
+        "wall_s": results["train_wall_time_s"] + detect_s,  # the training loop's, kept in results.json
+        "trust_warning": found.get("trust_warning"),
+    }
+
+
+def cleanlab_row(folder: Path, test: Path, root: Path, truth: dict, extra) -> dict:
+    """cleanlab's find_label_issues on 4-fold cross-validated CE probabilities of the training split."""
+    try:
+        import cleanlab
+        from cleanlab.filter import find_label_issues
+    except ImportError:
+        return {"method": "cleanlab", "skipped": "not installed (pip install cleanlab)"}
+    import detection as detection_benchmark  # beside this script
+
+    from limit_tf import detection, runs
+    from limit_tf.config import ExperimentConfig
+
+    base = ExperimentConfig(
+        workdir=str(root / "cleanlab"),
+        dataset=f"folder:{folder}",
+        test_data=str(test),
+        noise="none",
+        method="ce",
+        **_overrides(extra),
+    )
+    start = time.perf_counter()
+    dataset = runs.load_data(base)
+    probs = detection_benchmark.cross_validated_probabilities(base, dataset, 4, root / "cleanlab")
+    labels = dataset.train.labels
+    names = dataset.class_names
+    wrong = np.array(
+        [truth["true_label"][str(o)] != names[y] for o, y in zip(dataset.train.origins, labels, strict=True)]
+    )
+    flagged = find_label_issues(labels=labels, pred_probs=probs)
+    scores = detection.self_confidence_score(probs, labels)
+    from sklearn import metrics as skm
+
+    tp = float((flagged & wrong).sum())
+    return {
+        "method": "cleanlab",
+        "cleanlab_version": cleanlab.__version__,
+        "test_accuracy": None,
+        "estimated_rate": float(flagged.mean()),
+        "estimate_error": float(flagged.mean() - wrong.mean()),
+        "files_scored": int(len(labels)),
+        "roc_auc": float(skm.roc_auc_score(wrong, scores)),
+        "precision": tp / max(flagged.sum(), 1),
+        "recall": tp / max(wrong.sum(), 1),
+        "true_rate_train": float(wrong.mean()),
+        "wall_s": time.perf_counter() - start,
+    }
+
+
+def _overrides(extra) -> dict:
+    """``--epochs=2``-style flags as config values (for the in-process cleanlab runs)."""
+    out = {}
+    for flag in extra:
+        name, _, value = flag.lstrip("-").partition("=")
+        for kind in (int, float, str):
+            try:
+                out[name] = kind(value)
+                break
+            except ValueError:
+                continue
+    return out
+
+
+# --------------------------------------------------------------------------
+# The table.
+
+
+def _mean(values) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    spread = f" +- {np.std(values, ddof=1):.3f}" if len(values) > 1 else ""
+    return f"{np.mean(values):.3f}{spread}"
+
+
+def to_markdown(cells: list[dict]) -> str:
+    lines = [
+        "| noise | method | seeds | clean test | ROC AUC (every file) | precision | recall | estimate error (points) | wall time (min) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    groups: dict[tuple, list[dict]] = {}
+    for cell in cells:
+        for row in cell["rows"]:
+            if "skipped" not in row:
+                groups.setdefault((f"{cell['kind']} {cell['rate']:g}", row["method"]), []).append(row)
+    for (noise, method), rows in groups.items():
+
+        def values(key, scale=1.0, rows=rows):
+            return _mean([None if r.get(key) is None else scale * r[key] for r in rows])
+
+        lines.append(
+            f"| {noise} | {method} | {len(rows)} | {values('test_accuracy')} | {values('roc_auc')} | "
+            f"{values('precision')} | {values('recall')} | {values('estimate_error', 100)} | "
+            f"{values('wall_s', 1 / 60)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv) -> None:
+    del argv
+    from absl import flags
+
+    from limit_tf import workdir
+
+    f = flags.FLAGS
+    unknown = sorted(set(f.methods) - set(METHODS))
+    if unknown:
+        raise SystemExit(f"error: --methods={unknown[0]} is not allowed; allowed: {', '.join(METHODS)}.")
+    data_dir = Path(f.data_dir or os.environ.get("LIMIT_DATA_DIR", REPO.parent / "shared" / "data"))
+    source = data_dir / CIFAR
+    if not source.is_file():
+        raise SystemExit(f"error: {source} is missing: give --data_dir, the folder that holds {CIFAR}.")
+    root = Path(f.root)
+    clean = root / "data" / f"clean_n{f.n}"
+    print(f"writing the photographs once: {clean}", flush=True)
+    names, labels = _write_clean(source, clean, f.n, f.test_n)
+    cells = []
+    for kind in f.noise_kinds:
+        for rate in (float(r) for r in f.noise_rates):
+            for seed in range(f.seeds):
+                name = f"{kind}{rate:g}_n{f.n}_seed{seed}"
+                folder = root / "data" / name
+                truth = noisy_folder(clean, folder, names, labels, kind, rate, seed)
+                print(f"{name}: {100 * truth['realized_rate']:.1f}% of the labels are wrong", flush=True)
+                rows = []
+                for method in f.methods:
+                    run = root / name / method
+                    run.parent.mkdir(parents=True, exist_ok=True)
+                    if method == "cleanlab":
+                        row = cleanlab_row(folder / "train", clean / "test", root / name, truth, f.extra)
+                    else:
+                        row = one_run(
+                            method, folder / "train", clean / "test", run, truth, root / name / "limit", f.extra
+                        )
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
+                cells.append(
+                    {"kind": kind, "rate": rate, "seed": seed, "realized_rate": truth["realized_rate"], "rows": rows}
+                )
+                report = {"n": f.n, "test_n": f.test_n, "extra": f.extra, "cells": cells}
+                report["versions"] = workdir.library_versions()
+                Path(f.out).parent.mkdir(parents=True, exist_ok=True)
+                workdir.write_text(Path(f.out + ".json"), json.dumps(report, indent=2) + "\n")
+                workdir.write_text(Path(f.out + ".md"), to_markdown(cells))
+    print(to_markdown(cells))
+    print(f"written: {f.out}.json, {f.out}.md")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
+    sys.path.insert(0, str(REPO))
+    from limit_tf import cli
+
+    cli.run(main, define_flags)
