@@ -42,6 +42,8 @@ class MethodContext:
         estimates its transition matrix from a CE model's predictions on them).
       steps_per_epoch: training steps per epoch (LIMIT's warm-up is
         ``warmup_epochs`` of them).
+      input_mean, input_std: the pipeline's standardization (a ``keras:``
+        body undoes it to feed its own preprocessing).
     """
 
     config: ExperimentConfig
@@ -50,6 +52,8 @@ class MethodContext:
     init_weights: str | None = None
     train_inputs: object = None
     steps_per_epoch: int | None = None
+    input_mean: tuple[float, ...] = (0.0,)
+    input_std: tuple[float, ...] = (1.0,)
 
     def __post_init__(self):
         # Settings left at auto take the data's recipe (LIMIT's predictor and beta, the schedule, the epochs).
@@ -66,8 +70,21 @@ class MethodContext:
         # as one device does (tests/test_distribute.py).
         return self.config.strategy != "default"
 
+    @property
+    def backbone_options(self) -> dict:
+        """A ``keras:`` body's options (the pipeline's standardization, ``--weights``, ``--freeze_backbone``)."""
+        if not methods.backbone_of(self.architecture):
+            return {}
+        weights = {"none": None}.get(self.config.weights, self.config.weights)
+        return {
+            "mean": self.input_mean,
+            "std": self.input_std,
+            "weights": weights,
+            "freeze": self.config.freeze_backbone,
+        }
+
     def network(self, name: str = "classifier", *, last_bias: bool = True) -> keras.Model:
-        """The classifier's architecture, freshly initialized."""
+        """The classifier's architecture, freshly initialized (a ``keras:`` body: from ``--weights``)."""
         return models.build_model(
             self.architecture,
             self.num_classes,
@@ -75,16 +92,18 @@ class MethodContext:
             last_bias=last_bias,
             synchronized_bn=self.synchronized_bn,
             name=name,
+            **self.backbone_options,
         )
 
     def predictor_network(self) -> keras.Model:
-        """The q-network of ``--q_architecture``."""
+        """The q-network of ``--q_architecture`` (the classifier's ``keras:`` body starts from the same weights)."""
         return models.build_predictor(
             self.config.q_architecture,
             self.architecture,
             self.num_classes,
             self.input_shape,
             synchronized_bn=self.synchronized_bn,
+            **self.backbone_options,
         )
 
     def optimizer(self) -> keras.optimizers.Optimizer:
@@ -235,6 +254,8 @@ def build_for_data(config: ExperimentConfig, dataset, strategy) -> keras.Model:
             dataset, "train", batch_size=inference.evaluation_settings(dataset.input_shape)[1], inputs_only=True
         ),
         steps_per_epoch=data_lib.steps_per_epoch(dataset, config.batch_size),
+        input_mean=tuple(dataset.mean),
+        input_std=tuple(dataset.std),
     )
     with strategy.scope():
         try:

@@ -116,7 +116,7 @@ PAPER_RECIPE = Recipe("paper", epochs=400, patience=100, lr_schedule="constant",
 # (38% clean test accuracy after 30 epochs; LIMIT_G with beta 1: 60% after 40 epochs); batch 128 trained no
 # better than 256 per epoch and took 8% longer; a cosine schedule's best epochs are its last, so no early stop.
 PHOTO_RECIPE = Recipe("photos", epochs=60, patience=None, lr_schedule="cosine", predictor="gaussian", beta=1.0)
-PHOTO_NETWORKS = ("resnet20", "resnet34", "resnet50")
+PHOTO_NETWORKS = ("resnet20", "resnet34", "resnet50")  # and every keras:NAME body
 
 
 class ConfigError(ValueError):
@@ -176,8 +176,19 @@ class _Settings:
     init_from: str | None = _field(None, "Work dir of a finished CE run: FW and DMI start from it, LIMIT '+init' too.")
     architecture: str | None = _field(
         None,
-        f"Network: {', '.join(ARCHITECTURE_NAMES)} (default: the dataset's paper network; your data: mlp for a "
-        "table; for images mnist_cnn when grayscale and at most 32 pixels, else resnet20, a network for photos).",
+        f"Network: {', '.join(ARCHITECTURE_NAMES)}, or keras:NAME, the body of a keras.applications model "
+        "(keras:EfficientNetV2B0, keras:ResNet50, keras:MobileNetV3Small, ...; with --weights) and a linear head "
+        "(default: the dataset's paper network; your data: mlp for a table; for images mnist_cnn when grayscale "
+        "and at most 32 pixels, else resnet20, a network for photos).",
+    )
+    weights: str = _field(
+        "imagenet",
+        "--architecture=keras:NAME: the body's starting weights: imagenet (downloaded, so only with "
+        "--allow_download), none (random), or PATH (a weights file of that body: Keras' ImageNet file, or one "
+        "saved with save_weights).",
+    )
+    freeze_backbone: bool = _field(
+        False, "--architecture=keras:NAME: keep the body's weights fixed and train the head only (else fine-tune)."
     )
     epochs: int = _field(
         0, "Maximum number of epochs; 0 (the default) is auto: the paper's 400, or 60 for photographs (resnet20)."
@@ -251,7 +262,8 @@ class _Settings:
         """Where settings left at auto take their values: :data:`PHOTO_RECIPE` for your images on a
         residual network (color or larger than 32 pixels by default), else :data:`PAPER_RECIPE` (the named
         datasets keep the paper's protocol)."""
-        if self.user_data and self.network_for(input_shape) in PHOTO_NETWORKS:
+        network = self.network_for(input_shape)
+        if self.user_data and (network in PHOTO_NETWORKS or methods.backbone_of(network)):
             return PHOTO_RECIPE
         return PAPER_RECIPE
 
@@ -354,7 +366,20 @@ class _Settings:
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.architecture is not None:
-            _choice("architecture", self.architecture, ARCHITECTURE_NAMES)
+            backbone = methods.backbone_of(self.architecture)
+            if backbone is None:
+                _choice("architecture", self.architecture, (*ARCHITECTURE_NAMES, "keras:NAME"))
+            elif backbone not in methods.BACKBONES:
+                raise ConfigError(
+                    f"--architecture={self.architecture!r} is not allowed: keras:NAME takes one of "
+                    f"{', '.join(methods.BACKBONES)}."
+                )
+            elif self.weights == "imagenet" and not self.allow_download:
+                raise ConfigError(
+                    f"--weights=imagenet with --architecture={self.architecture} downloads the ImageNet weights: "
+                    "give --allow_download (a network connection), --weights=none (random), or --weights=PATH "
+                    "(a weights file of that body)."
+                )
         if not self.workdir:
             raise ConfigError("--workdir is required: a directory for this run's outputs.")
         if math.isnan(self.noise_rate) or not 0.0 <= self.noise_rate < 1.0:

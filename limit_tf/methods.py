@@ -167,6 +167,35 @@ PREDICTORS = ("gaussian", "laplace", "ce")
 # The architectures of limit_tf.models by name (kept here, TensorFlow-free, for
 # validation; tests/test_models.py checks that the two agree).
 ARCHITECTURES = ("mnist_cnn", "mlp", "resnet20", "resnet34", "resnet50")
+# keras.applications bodies (``--architecture=keras:NAME``, limit_tf.backbones): the input each expects,
+# "raw" (0-255 RGB, its preprocessing inside), "tf" (x / 127.5 - 1), "torch" (ImageNet mean / std on
+# [0, 1]) or "caffe" (BGR minus the ImageNet mean), and the smallest side it accepts.
+BACKBONES: dict[str, tuple[str, int]] = {
+    **{f"EfficientNetB{i}": ("raw", 32) for i in range(8)},
+    **{f"EfficientNetV2{v}": ("raw", 32) for v in ("B0", "B1", "B2", "B3", "S", "M", "L")},
+    **{f"ConvNeXt{v}": ("raw", 32) for v in ("Tiny", "Small", "Base", "Large", "XLarge")},
+    "MobileNetV3Small": ("raw", 32),
+    "MobileNetV3Large": ("raw", 32),
+    "MobileNet": ("tf", 32),
+    "MobileNetV2": ("tf", 32),
+    **{f"ResNet{d}V2": ("tf", 32) for d in (50, 101, 152)},
+    "Xception": ("tf", 71),
+    "InceptionV3": ("tf", 75),
+    "InceptionResNetV2": ("tf", 75),
+    **{f"DenseNet{d}": ("torch", 32) for d in (121, 169, 201)},
+    **{f"ResNet{d}": ("caffe", 32) for d in (50, 101, 152)},
+    "VGG16": ("caffe", 32),
+    "VGG19": ("caffe", 32),
+}
+BACKBONE_PREFIX = "keras:"
+
+
+def backbone_of(architecture: str | None) -> str | None:
+    """``NAME`` of ``keras:NAME``, else None."""
+    if architecture and architecture.startswith(BACKBONE_PREFIX):
+        return architecture[len(BACKBONE_PREFIX) :]
+    return None
+
 
 # Shared hyperparameters. The learning rate belongs to every method; only DMI
 # searches it in the paper.

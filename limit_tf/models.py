@@ -29,6 +29,7 @@ import keras
 from keras import layers
 
 from limit_tf import config as config_lib
+from limit_tf import methods
 
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
@@ -428,22 +429,36 @@ def build_model(
     """Builds a network by name; used for the classifier and the q-network alike.
 
     Args:
-      architecture: one of :data:`ARCHITECTURES`.
+      architecture: one of :data:`ARCHITECTURES`, or ``keras:NAME`` (:mod:`limit_tf.backbones`).
       num_classes: number of logits.
       input_shape: input shape without the batch dimension.
       last_bias: whether the logits layer has a bias.
       synchronized_bn: all-reduce batch-norm moments across replicas (use
         under a distribution strategy).
       name: model name (defaults to the architecture name).
-      **options: the architecture's own options (e.g. the MNIST CNN's ``hidden_bn``).
+      **options: the architecture's own options (e.g. the MNIST CNN's ``hidden_bn``; a ``keras:`` body's
+        ``mean``, ``std``, ``weights`` and ``freeze``, which the others ignore).
 
     Returns:
       A built ``keras.Model`` returning logits.
     """
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}; allowed: {', '.join(ARCHITECTURES)}.")
     if int(num_classes) < 2:
         raise ValueError(f"num_classes={num_classes!r} is not allowed: it must be >= 2.")
+    backbone = methods.backbone_of(architecture)
+    if backbone is not None:  # a keras.applications body: options mean, std, weights, freeze
+        from limit_tf import backbones
+
+        return backbones.build(
+            backbone,
+            int(num_classes),
+            input_shape,
+            last_bias=last_bias,
+            name=name or architecture.replace(":", "_"),
+            **options,
+        )
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; allowed: {', '.join(ARCHITECTURES)} or keras:NAME.")
+    options = {k: v for k, v in options.items() if k not in BACKBONE_OPTIONS}
     return ARCHITECTURES[architecture](
         int(num_classes),
         tuple(int(d) for d in input_shape),
@@ -459,6 +474,8 @@ def build_model(
 # lacks (../shared/DESIGN.md, section 1). Others: the classifier's architecture.
 REFERENCE_PREDICTORS: Mapping[str, Mapping[str, object]] = {"mnist_cnn": {"hidden_bn": True}}
 Q_CHOICES = ("reference", "same", *ARCHITECTURES)
+# What build_model passes to a keras: body only.
+BACKBONE_OPTIONS = ("mean", "std", "weights", "freeze")
 
 
 def build_predictor(
@@ -469,6 +486,7 @@ def build_predictor(
     *,
     synchronized_bn: bool = False,
     name: str = "predictor_network",
+    **backbone_options,
 ) -> keras.Model:
     """Builds LIMIT's q-network.
 
@@ -479,9 +497,18 @@ def build_predictor(
         classifier's architecture exactly) or any name of :data:`ARCHITECTURES`.
       classifier_architecture: the classifier's architecture name.
       num_classes, input_shape, synchronized_bn, name: as in :func:`build_model`.
+      **backbone_options: a ``keras:`` body's (:func:`build_model`): q starts from the classifier's weights.
     """
-    if q_architecture not in Q_CHOICES:
+    if q_architecture not in Q_CHOICES and not methods.backbone_of(q_architecture):
         raise ValueError(f"unknown q architecture {q_architecture!r}; allowed: {', '.join(Q_CHOICES)}.")
     architecture = classifier_architecture if q_architecture in ("reference", "same") else q_architecture
     options = dict(REFERENCE_PREDICTORS.get(architecture, {})) if q_architecture == "reference" else {}
-    return build_model(architecture, num_classes, input_shape, synchronized_bn=synchronized_bn, name=name, **options)
+    return build_model(
+        architecture,
+        num_classes,
+        input_shape,
+        synchronized_bn=synchronized_bn,
+        name=name,
+        **options,
+        **backbone_options,
+    )

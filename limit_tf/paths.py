@@ -3,7 +3,8 @@
 :meth:`limit_tf.config.ExperimentConfig.validate` checks values only and
 reads no file; :func:`check` checks the paths a config names: your data
 files (``--dataset``, ``--test_data``), the work dir (it can be created),
-``--init_from`` (a finished CE run of the same dataset and architecture)
+``--init_from`` (a finished CE run of the same dataset and architecture),
+``--weights`` (a file, for a ``keras:`` body)
 and ``--clean_from`` (a finished run on the same training examples). The
 runner, the sweep, the demo and the tuner call it before anything is
 written. TensorFlow-free.
@@ -11,7 +12,9 @@ written. TensorFlow-free.
 
 from __future__ import annotations
 
-from limit_tf import workdir
+from pathlib import Path
+
+from limit_tf import methods, workdir
 from limit_tf.config import CLEAN_MUST_MATCH, ConfigError, ExperimentConfig
 from limit_tf.data import registry, user
 
@@ -36,6 +39,12 @@ def check(config: ExperimentConfig, *, init_from: bool = True) -> ExperimentConf
     problem = workdir.unusable_dir_problem(config.workdir)
     if problem:
         raise ConfigError(f"--workdir={config.workdir!r} {problem}.")
+    weights_file = methods.backbone_of(config.architecture) and config.weights not in ("imagenet", "none")
+    if weights_file and not Path(config.weights).expanduser().is_file():
+        raise ConfigError(
+            f"--weights={config.weights!r} is not a file: give the weights file of "
+            f"{config.architecture}, --weights=none (random) or --weights=imagenet (with --allow_download)."
+        )
     if init_from and config.init_from is not None:
         _check_init_from(config)
     if config.clean_from is not None:

@@ -100,7 +100,7 @@ def _run(module, *args, env=None):
         ("limit_tf.report", ["--root={w}"], "error: no finished run (results.json) under"),
         ("limit_tf.detection", ["--workdir={w}"], "is not a run's work dir (config.json is missing)."),
         ("limit_tf.detection", ["--workdir={w}", "--score=loss"], "error: unknown score 'loss'"),
-        ("limit_tf.demo", ["--root={w}", "--epochs=0"], "error: --epochs=0 is not allowed"),
+        ("limit_tf.demo", ["--root={w}", "--epochs=-1"], "error: --epochs=-1 is not allowed"),
         ("tuner.search", ["--workdir={w}", "--oracle=annealing"], "error: --oracle='annealing' is not allowed"),
         ("benchmarks/throughput.py", ["--variants=sgd", "--out={w}/t.json"], "error: --variants: 'sgd' is not allowed"),
         ("benchmarks/reproduce_mnist.py", ["--cells=0.3:10", "--root={w}"], "is not a cell of the paper's MNIST table"),

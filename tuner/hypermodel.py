@@ -147,6 +147,8 @@ class MethodHyperModel(kt.HyperModel):
             init_weights=self.init_weights,
             train_inputs=data_lib.to_tf_dataset(self.dataset, "train", batch_size=1024, inputs_only=True),
             steps_per_epoch=data_lib.steps_per_epoch(self.dataset, config.resolved_batch_size(len(self.dataset.train))),
+            input_mean=tuple(self.dataset.mean),
+            input_std=tuple(self.dataset.std),
         )
         return builders.build_method(ctx)
 
