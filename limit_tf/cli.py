@@ -347,8 +347,9 @@ def parse_value(h: methods.Hyperparameter, text: str):
     except ValueError:
         raise config_lib.ConfigError(f"--{flag}: {text!r} is not a {h.kind} value.") from None
     problem = dataclasses.replace(h, exclusive_minimum=False).problem(value) if h.kind != "choice" else None
-    if h.kind == "choice" and value not in h.choices:
-        problem = f"allowed: {', '.join(h.choices)}"
+    searchable = tuple(c for c in h.choices if c != methods.AUTO)  # a grid compares values, not the recipe
+    if h.kind == "choice" and value not in searchable:
+        problem = f"allowed: {', '.join(searchable)}"
     if problem:
         raise config_lib.ConfigError(f"--{flag}: {text!r} is not allowed: {problem}.")
     return value

@@ -193,7 +193,7 @@ def test_help_lists_only_this_commands_flags_by_group_without_tensorflow(module)
     if module == "limit_tf.main":
         for group in ("Data:", "Method:", "Training:", "Output and execution:"):
             assert group in result.stdout
-        assert "--method=limit alone is LIMIT_L without sampling, beta 10" in result.stdout
+        assert "--method=limit alone is LIMIT without sampling with the data's" in result.stdout
     assert "DESIGN.md" not in result.stdout  # a user's clone has no ../shared/DESIGN.md
 
 
