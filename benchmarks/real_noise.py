@@ -306,11 +306,19 @@ def to_markdown(cells: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _save(f, cells: list[dict]) -> None:
+    from limit_tf import workdir
+
+    report = {"n": f.n, "test_n": f.test_n, "extra": f.extra, "cells": cells}
+    report["versions"] = workdir.library_versions()
+    Path(f.out).parent.mkdir(parents=True, exist_ok=True)
+    workdir.write_text(Path(f.out + ".json"), json.dumps(report, indent=2) + "\n")
+    workdir.write_text(Path(f.out + ".md"), to_markdown(cells))
+
+
 def main(argv) -> None:
     del argv
     from absl import flags
-
-    from limit_tf import workdir
 
     f = flags.FLAGS
     unknown = sorted(set(f.methods) - set(METHODS))
@@ -332,26 +340,19 @@ def main(argv) -> None:
                 folder = root / "data" / name
                 truth = noisy_folder(clean, folder, names, labels, kind, rate, seed)
                 print(f"{name}: {100 * truth['realized_rate']:.1f}% of the labels are wrong", flush=True)
-                rows = []
+                cell = {"kind": kind, "rate": rate, "seed": seed, "realized_rate": truth["realized_rate"], "rows": []}
+                cells.append(cell)
                 for method in f.methods:
                     run = root / name / method
                     run.parent.mkdir(parents=True, exist_ok=True)
                     if method == "cleanlab":
                         row = cleanlab_row(folder / "train", clean / "test", root / name, truth, f.extra)
                     else:
-                        row = one_run(
-                            method, folder / "train", clean / "test", run, truth, root / name / "limit", f.extra
-                        )
+                        limit_run = root / name / "limit"
+                        row = one_run(method, folder / "train", clean / "test", run, truth, limit_run, f.extra)
                     print(json.dumps(row), flush=True)
-                    rows.append(row)
-                cells.append(
-                    {"kind": kind, "rate": rate, "seed": seed, "realized_rate": truth["realized_rate"], "rows": rows}
-                )
-                report = {"n": f.n, "test_n": f.test_n, "extra": f.extra, "cells": cells}
-                report["versions"] = workdir.library_versions()
-                Path(f.out).parent.mkdir(parents=True, exist_ok=True)
-                workdir.write_text(Path(f.out + ".json"), json.dumps(report, indent=2) + "\n")
-                workdir.write_text(Path(f.out + ".md"), to_markdown(cells))
+                    cell["rows"].append(row)
+                    _save(f, cells)  # after every row: an interrupted benchmark keeps what it finished
     print(to_markdown(cells))
     print(f"written: {f.out}.json, {f.out}.md")
 
