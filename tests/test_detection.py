@@ -284,6 +284,7 @@ def test_the_clean_accuracy_is_estimated_from_noisy_labels_and_a_weak_classifier
     assert detection.confidence([[0.9, 0.1], [0.4, 0.6]]) == pytest.approx(0.75)
     assert detection.trust_warning(0.85) is None
     assert "estimated clean accuracy is only 39%" in detection.trust_warning(0.39)
+    assert "only 69% (under 70%)" in detection.trust_warning(0.6996)  # rounded down: never "70% (under 70%)"
 
 
 def test_suspect_titles_name_the_file_and_the_suggested_label():

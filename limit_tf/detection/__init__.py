@@ -27,6 +27,7 @@ line: ``python -m limit_tf.detection --run=RUN``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -297,7 +298,7 @@ def trust_warning(clean_accuracy: float) -> str | None:
     if not clean_accuracy < TRUSTED_ACCURACY:
         return None
     return (
-        f"the classifier's estimated clean accuracy is only {100 * clean_accuracy:.0f}% (under "
+        f"the classifier's estimated clean accuracy is only {math.floor(100 * clean_accuracy)}% (under "
         f"{100 * TRUSTED_ACCURACY:.0f}%): many of the flags will be its own mistakes on correct labels, and the "
         "estimated share of wrong labels is unreliable; train a stronger network (longer, a network for the data, "
         "augmentation) before acting on this list."
