@@ -203,6 +203,17 @@ def suspects_grid(
     return path
 
 
+def _estimator(summary: dict) -> str:
+    estimates = summary.get("estimates") or {}
+    if "q" in estimates and summary.get("estimator", "").startswith("the midpoint"):
+        low, high = sorted((estimates["q"], estimates["classifier"]))
+        return (
+            f"confident learning: the midpoint of q's {100 * low:.1f}% and the classifier's {100 * high:.1f}%, "
+            "which err low and high"
+        )
+    return "confident learning on the classifier's probabilities"
+
+
 def _interval(summary: dict) -> str:
     interval = summary.get("estimated_noise_interval")
     if not interval or any(v != v for v in interval):  # NaN: no examples
@@ -224,8 +235,8 @@ def describe(summary: dict, out_dir, top: int = 5) -> str:
     how = "as many as estimated" if summary["flagged_by"] == "estimate" else "by your budget or threshold"
     lines = [
         f"{n} training examples; estimated {summary['estimated_issues']} wrong labels "
-        f"({100 * summary['estimated_noise_rate']:.1f}%{_interval(summary)}, confident learning on the classifier's "
-        f"probabilities); flagged {flagged} ({how}) by the {summary['score']} score.{more}"
+        f"({100 * summary['estimated_noise_rate']:.1f}%{_interval(summary)}, {_estimator(summary)}); "
+        f"flagged {flagged} ({how}) by the {summary['score']} score.{more}"
     ]
     if summary["truth_known"]:
         lines.append(

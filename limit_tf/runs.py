@@ -268,15 +268,18 @@ def detect_in_run(
         detection.score(score, probs, labels),
         probs["classifier"],
         labels,
+        predictor_probs=probs.get("predictor"),
         threshold=threshold,
         budget=budget,
         noise_mask=dataset.train.noise_mask if dataset.truth_known else None,
     )
     summary = {"score": score, **summary, "truth_known": dataset.truth_known}
-    summary["estimated_noise_interval"] = list(detection.estimate_interval(probs["classifier"], labels))
+    summary["estimated_noise_interval"] = list(
+        detection.estimate_interval(probs["classifier"], labels, predictor_probs=probs.get("predictor"))
+    )
     summary.update(validation_trust(val_probs, dataset, estimate))
     summary["estimates"] = {
-        "classifier": estimate.noise_rate,
+        "classifier": detection.estimate_noise(probs["classifier"], labels).noise_rate,
         **other_estimates(probs, val_probs, labels, dataset.validation.labels),
     }
     validation = score_validation(val_probs, dataset, score, found.threshold)

@@ -121,7 +121,10 @@ def test_detect_in_run_writes_outputs(tmp_path):
     assert all((float(r["score"]) >= report["threshold"]) == (r["flagged"] == "1") for r in validation)
     assert 0 <= report["validation_roc_auc"] <= 1
     assert {"classifier", "q", "classifier_calibrated", "temperature"} <= set(report["estimates"])
-    assert report["estimates"]["classifier"] == report["estimated_noise_rate"]
+    # LIMIT's estimate: the midpoint of the classifier's (errs high) and q's (errs low), flagged by count.
+    by_both = (report["estimates"]["classifier"] + report["estimates"]["q"]) / 2
+    assert report["estimated_noise_rate"] == pytest.approx(by_both, abs=1 / report["num_examples"])
+    assert report["estimator"].startswith("the midpoint")
     assert "source_index" in every[0] and "true_label" in every[0]
     labels = np.load(tmp_path / "run" / "labels.npz")
     first = int(rows[0]["split_index"])
@@ -208,6 +211,14 @@ def test_the_estimates_interval_covers_it_and_narrows_with_more_examples():
     assert small_high - small_low > 1.5 * (high - low)  # ten times fewer examples: a wider interval
     with pytest.raises(ValueError, match="level=1.5 is not allowed"):
         detection.estimate_interval(probs, given, level=1.5)
+    # LIMIT's: between a label-free estimate (high) and one from probabilities that learned the labels (low).
+    learned = 0.5 * probs + 0.5 * np.eye(probs.shape[1])[given]
+    both, low, high = detection.estimate_noise_from_both(probs, learned, given)
+    alone, memorized = detection.estimate_noise(probs, given), detection.estimate_noise(learned, given)
+    assert (low, high) == (memorized.noise_rate, alone.noise_rate) and low < both.noise_rate < high
+    assert both.num_issues == round((alone.num_issues + memorized.num_issues) / 2)
+    low_b, high_b = detection.estimate_interval(probs, given, predictor_probs=learned)
+    assert low_b < both.noise_rate < high_b
 
 
 def test_find_clean_and_retrain_on_an_image_folder(tmp_path):
