@@ -38,8 +38,12 @@ def define_flags() -> None:
     flags.DEFINE_integer("n", 2_000, "Training photographs (80% train, 20% validation).")
     flags.DEFINE_integer("epochs", 2, "Epochs per run.")
     flags.DEFINE_string("data_dir", None, "Holds cifar10_jpeg/ (default: $LIMIT_DATA_DIR).")
-    flags.DEFINE_string("root", str(HERE / "runs" / "backbone"), "Where the folders and runs go.")
-    flags.DEFINE_string("out", str(HERE / "results" / "backbone"), "A path prefix (.json and .md added).")
+    from limit_tf import cli
+
+    cli.define_shared_flags(
+        root=str(HERE / "runs" / "backbone"),
+        out=(str(HERE / "results" / "backbone"), "a path prefix (.json and .md added)."),
+    )
 
 
 def main(argv) -> None:

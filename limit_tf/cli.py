@@ -117,6 +117,8 @@ FLAG_GROUPS = {
         *(h.name for h in methods.options() if h.name != "learning_rate"),
         "init_from",
         "architecture",
+        "weights",
+        "freeze_backbone",
     ),
     "Training": ("epochs", "patience", "batch_size", "optimizer", "learning_rate", "lr_schedule", "seed"),
     "Cleaning with a finished run's detection": ("clean_from", "clean", "clean_score"),
