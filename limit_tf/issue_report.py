@@ -204,9 +204,8 @@ def suspects_grid(
 
 
 def _estimator(summary: dict) -> str:
-    estimates = summary.get("estimates") or {}
-    if "q" in estimates and summary.get("estimator", "").startswith("the midpoint"):
-        low, high = sorted((estimates["q"], estimates["classifier"]))
+    if summary.get("estimate_bounds"):
+        low, high = summary["estimate_bounds"]
         return (
             f"confident learning: the midpoint of q's {100 * low:.1f}% and the classifier's {100 * high:.1f}%, "
             "which err low and high"

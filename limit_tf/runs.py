@@ -141,8 +141,9 @@ def load_trained_model(workdir_path):
     stored = run.config()
     if stored is None:
         raise FileNotFoundError(f"{run.path} is not a run's work dir ({workdir.CONFIG} is missing).")
-    dataset = load_data(ExperimentConfig.from_dict(stored))
-    config = ExperimentConfig.from_dict(stored).for_data(dataset.input_shape, len(dataset.train))  # as trained
+    given = ExperimentConfig.from_dict(stored)
+    dataset = load_data(given)
+    config = given.for_data(dataset.input_shape, len(dataset.train))  # as trained
     if run.finished and run.file(workdir.BEST_MODEL).is_file():
         try:
             return keras.models.load_model(run.file(workdir.BEST_MODEL)), config, dataset

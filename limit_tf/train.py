@@ -258,7 +258,7 @@ def _train(requested, dataset, engine, run: workdir.RunDir, own: workdir.RunDir,
 
 
 def _auto_settings(requested: ExperimentConfig, config: ExperimentConfig) -> str:
-    """``--epochs=40, --batch_size=128, ...``: what the recipe filled in."""
+    """``--epochs=60, --lr_schedule=cosine, ...``: what the recipe filled in."""
     given, used = requested.to_dict(), config.to_dict()
     return ", ".join(f"--{k}={used[k]}" for k in sorted(used) if given[k] != used[k] and k != "architecture")
 

@@ -125,6 +125,7 @@ def test_detect_in_run_writes_outputs(tmp_path):
     by_both = (report["estimates"]["classifier"] + report["estimates"]["q"]) / 2
     assert report["estimated_noise_rate"] == pytest.approx(by_both, abs=1 / report["num_examples"])
     assert report["estimator"].startswith("the midpoint")
+    assert report["estimate_bounds"] == sorted([report["estimates"]["q"], report["estimates"]["classifier"]])
     assert "source_index" in every[0] and "true_label" in every[0]
     labels = np.load(tmp_path / "run" / "labels.npz")
     first = int(rows[0]["split_index"])

@@ -351,13 +351,15 @@ def detect(
 
     Returns:
       ``(detection, estimate, summary)``; the summary holds the counts, the
-      estimate and, with ``noise_mask``, :func:`evaluate`'s metrics.
+      estimate (and with ``predictor_probs`` its ``estimate_bounds``) and,
+      with ``noise_mask``, :func:`evaluate`'s metrics.
     """
     labels = np.asarray(labels)
+    bounds = None
     if predictor_probs is None:
         estimate, estimator = estimate_noise(classifier_probs, labels), ESTIMATOR
     else:
-        estimate, _, _ = estimate_noise_from_both(classifier_probs, predictor_probs, labels)
+        estimate, *bounds = estimate_noise_from_both(classifier_probs, predictor_probs, labels)
         estimator = BOTH_ESTIMATOR
     by_estimate = threshold is None and budget is None
     detection = rank(scores, threshold=threshold, budget=estimate.num_issues if by_estimate else budget)
@@ -370,6 +372,8 @@ def detect(
         "estimator": estimator,
         "threshold": detection.threshold,
     }
+    if bounds is not None:  # the two estimates the midpoint lies between (q's low, the classifier's high)
+        summary["estimate_bounds"] = [float(b) for b in bounds]
     if noise_mask is not None:
         summary.update(evaluate(detection, noise_mask))
     return detection, estimate, summary
