@@ -114,7 +114,8 @@ def test_the_protocol_on_your_data_takes_labels_as_given(tmp_path):
     assert (len(ds.train), len(ds.validation), len(ds.test)) == (30, 10, 6)
     assert not ds.truth_known and ds.realized_noise_rate == 0.0
     assert sorted(ds.train.origins.tolist() + ds.validation.origins.tolist())[0] == "cat/0.png"
-    assert len(ds.mean) == 1 and ds.mean[0] == pytest.approx(ds.train.x.mean() / 255, rel=1e-6)
+    assert len(ds.mean) == 1 and ds.mean[0] == pytest.approx(np.asarray(ds.train.x).mean() / 255, rel=1e-6)
+    assert ds.std[0] == pytest.approx(np.asarray(ds.train.x).std() / 255, rel=1e-6)
     injected = data.load_user_dataset(f"folder:{tmp_path / 'train'}", noise="uniform", noise_rate=0.5)
     assert injected.truth_known and 0.2 < injected.realized_noise_rate < 0.8
     (tmp_path / "test" / "owl").mkdir()

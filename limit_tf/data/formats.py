@@ -30,6 +30,10 @@ class DataFileError(ValueError):
     """A data file is corrupt, altered or unreadable; the message names it."""
 
 
+class UserDataError(ValueError):
+    """The user's data cannot be used as it is; the message names what and where."""
+
+
 @dataclasses.dataclass(frozen=True)
 class RawData:
     """A dataset's official train and test arrays (uint8 images or float features)."""

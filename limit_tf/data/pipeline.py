@@ -7,12 +7,18 @@ order (and, for augmented datasets, its crops and flips) depends only on
 ``(seed, e)``, so a run resumed at epoch ``e`` sees exactly the batches an
 uninterrupted run would. :func:`to_tf_dataset` serves evaluation (no
 shuffling, no augmentation).
+
+Inputs held in memory are gathered by index. An image folder's inputs are
+files (:class:`~limit_tf.data.files.ImageFiles`): each is read, decoded and
+resized inside the pipeline, in parallel and in order, so memory holds the
+file list and the batches in flight, never every image.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from limit_tf.data.files import ImageFiles
 from limit_tf.data.protocol import NoisyDataset
 
 SPLITS = ("train", "validation", "test")
@@ -79,6 +85,8 @@ def to_tf_dataset(
         raise ValueError(f"batch_size={batch_size!r} is not allowed: it must be >= 1.")
     part = getattr(dataset, split)
     normalize = normalizer(dataset)
+    if isinstance(part.x, ImageFiles):
+        return _files_dataset(part, int(batch_size), normalize, with_metadata=with_metadata, inputs_only=inputs_only)
     if inputs_only:
         ds = tf.data.Dataset.from_tensor_slices(part.x).batch(int(batch_size))
         return finish_pipeline(ds.map(normalize, num_parallel_calls=tf.data.AUTOTUNE))
@@ -94,6 +102,30 @@ def to_tf_dataset(
         ds = ds.map(lambda e: {**e, "image": normalize(e["image"])}, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(lambda e: (normalize(e["image"]), e["label"]), num_parallel_calls=tf.data.AUTOTUNE)
+    return finish_pipeline(ds)
+
+
+def _files_dataset(part, batch_size: int, normalize, *, with_metadata: bool, inputs_only: bool):
+    """:func:`to_tf_dataset` over image files: each read and decoded in the pipeline."""
+    import tensorflow as tf
+
+    read = part.x.reader()
+    parallel = dict(num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if inputs_only:
+        ds = tf.data.Dataset.range(len(part)).map(read, **parallel).batch(batch_size)
+        return finish_pipeline(ds.map(normalize, **parallel))
+    ds = tf.data.Dataset.from_tensor_slices(
+        {
+            "label": part.labels.astype(np.int32),
+            "clean_label": part.clean_labels.astype(np.int32),
+            "index": np.arange(len(part), dtype=np.int64),
+        }
+    )
+    ds = ds.map(lambda e: {**e, "image": read(e["index"])}, **parallel).batch(batch_size)
+    if with_metadata:
+        ds = ds.map(lambda e: {**e, "image": normalize(e["image"])}, **parallel)
+    else:
+        ds = ds.map(lambda e: (normalize(e["image"]), e["label"]), **parallel)
     return finish_pipeline(ds)
 
 
@@ -122,7 +154,12 @@ def training_stream(dataset: NoisyDataset, *, batch_size: int, epochs: int, seed
     if not 0 <= int(first_epoch) < int(epochs):
         raise ValueError(f"first_epoch={first_epoch!r} is not allowed: it must be in [0, epochs={epochs}).")
     n = len(dataset.train)
-    x = tf.constant(dataset.train.x)
+    files = isinstance(dataset.train.x, ImageFiles)
+    if files:
+        read = dataset.train.x.reader()
+    else:
+        x = tf.constant(dataset.train.x)
+        read = x.__getitem__
     y = tf.constant(dataset.train.labels.astype(np.int32))
     normalize = normalizer(dataset)
     seed = int(seed)
@@ -137,12 +174,16 @@ def training_stream(dataset: NoisyDataset, *, batch_size: int, epochs: int, seed
 
             def augment(i):
                 s = tf.stack([epoch * 1_000_003 + tf.cast(i, tf.int64), tf.constant(seed, tf.int64)])
-                image = x[i]
+                image = read(i)
                 padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
                 image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=s)
                 return tf.image.stateless_random_flip_left_right(image, seed=s + 1), y[i]
 
             return ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(batch_size)
+        if files:
+            return ds.map(lambda i: (read(i), y[i]), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(
+                batch_size
+            )
         return ds.batch(batch_size).map(lambda idx: (tf.gather(x, idx), tf.gather(y, idx)))
 
     stream = tf.data.Dataset.range(int(first_epoch), int(epochs)).flat_map(one_epoch)

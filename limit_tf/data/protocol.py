@@ -28,7 +28,9 @@ class Split:
     """One split: inputs, observed and clean labels, and source indices.
 
     Attributes:
-      x: inputs (uint8 images or float features), shape (N, ...).
+      x: inputs (uint8 images or float features), shape (N, ...); for an
+        image folder, the :class:`~limit_tf.data.files.ImageFiles` that
+        stand for its images (read from their files as they are needed).
       labels: observed labels (noisy for train, and for validation unless
         it is kept clean), int64 (N,).
       clean_labels: true labels, int64 (N,).
@@ -403,6 +405,13 @@ def standardized(dataset: NoisyDataset, *, per: str) -> NoisyDataset:
     Args:
       per: ``"feature"`` (each input value: tables) or ``"channel"`` (images).
     """
+    from limit_tf.data import files
+
+    if isinstance(dataset.train.x, files.ImageFiles):
+        if per != "channel":
+            raise ValueError(f"per={per!r} is not allowed for image files: they are standardized per channel.")
+        mean, std = files.channel_statistics(dataset.train.x)
+        return dataclasses.replace(dataset, mean=mean, std=std)
     x = dataset.train.x.astype(np.float64)
     x = x / 255.0 if dataset.train.x.dtype == np.uint8 else x
     values = x.reshape(len(dataset.train), -1) if per == "feature" else x.reshape(-1, x.shape[-1])
@@ -451,7 +460,8 @@ def load_user_dataset(
         test = _aligned(test, train, test_data or dataset)
     if not 0.0 < validation_fraction < 1.0:
         raise ValueError(f"validation_fraction={validation_fraction!r} is not allowed: it must be in (0, 1).")
-    _check_inputs(train.x, f"the inputs of {dataset}")
+    if isinstance(train.x, np.ndarray):  # image files were checked as they were read
+        _check_inputs(train.x, f"the inputs of {dataset}")
     k = len(train.class_names)
     injected = noise != "none" and (noise_rate > 0 or noise_matrix is not None)
     data = make_noisy_splits(

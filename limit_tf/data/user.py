@@ -6,7 +6,10 @@
   ``keras.utils.image_dataset_from_directory``; class names are the folder
   names (sorted). Images keep their size when all share one (otherwise
   ``--image_size``); grayscale stays one channel (any colour image makes
-  all of them RGB). Each example remembers its file (``origin``).
+  all of them RGB). Each example remembers its file (``origin``). The
+  images stay in their files (:class:`~limit_tf.data.files.ImageFiles`):
+  every file is checked and measured once here, and training reads them
+  batch by batch, so a folder need not fit in memory.
 - ``csv:PATH``: a header row; the ``--label_column`` holds the labels
   (names or integers; class names are its sorted distinct values), every
   other column is a numeric feature; numeric labels that are equal are one
@@ -24,8 +27,8 @@ The labels are taken as given: they are the "observed" labels, and nothing
 is known of the true ones (unless noise is injected on top with
 ``--noise``/``--noise_rate``, in which case the given labels play the clean
 ones). Every problem with the input is a :class:`UserDataError` whose
-message names the file, row or value at fault. Nothing here imports
-TensorFlow except the ``tfds:`` reader.
+message names the file, row or value at fault. TensorFlow is imported
+only to decode image files and for the ``tfds:`` reader.
 """
 
 from __future__ import annotations
@@ -38,23 +41,21 @@ from pathlib import Path
 
 import numpy as np
 
-from limit_tf.data.formats import RawData
+from limit_tf.data import files as files_lib
+from limit_tf.data.formats import RawData, UserDataError
 
 KINDS = ("folder", "csv", "npz", "tfds")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
-class UserDataError(ValueError):
-    """The user's data cannot be used as it is; the message names what and where."""
-
-
 @dataclasses.dataclass(frozen=True)
 class UserData:
-    """Arrays read from the user's files.
+    """What was read from the user's files.
 
     Attributes:
-      x, y: inputs (uint8 images or float32 features) and integer labels.
+      x, y: inputs (uint8 images, float32 features, or for a folder the
+        :class:`~limit_tf.data.files.ImageFiles` that stand for its images) and integer labels.
       class_names: a name per label.
       origins: per example, its file path (folders), line in the file (CSV) or index in ``x`` (npz).
     """
@@ -175,30 +176,6 @@ def fingerprint_changes(old: dict, new: dict | None) -> str | None:
 # Image folders.
 
 
-def _open_image(path: Path):
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy()
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise UserDataError(f"{path} is not a readable image ({type(e).__name__}: {e}).") from None
-
-
-def _to_8_bit(image):
-    """16-bit and 32-bit grayscale images scaled to 8 bits (PIL's own conversion clips them to 0 or 255)."""
-    from PIL import Image
-
-    if image.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
-        return image
-    values = np.asarray(image, np.float64)
-    top = 65535.0  # 16-bit files; PIL opens some of them as "I"
-    if image.mode == "F":
-        top = 1.0 if values.size and values.max() <= 1.0 else 255.0
-    return Image.fromarray(np.clip(np.round(values / top * 255.0), 0, 255).astype(np.uint8), mode="L")
-
-
 def load_folder(path: str | os.PathLike, *, image_size: int | None = None) -> UserData:
     """Reads an image folder with one subfolder per class.
 
@@ -223,26 +200,8 @@ def load_folder(path: str | os.PathLike, *, image_size: int | None = None) -> Us
             raise UserDataError(f"class folder {root / name} is empty.")
         files += members
         labels += [label] * len(members)
-    images = [_open_image(f) for f in files]
-    color = any(image.mode not in ("L", "1", "I;16", "I", "F", "LA") for image in images)
-    sizes = {image.size for image in images}
-    if len(sizes) > 1 and image_size is None:
-        (w1, h1), (w2, h2) = sorted(sizes)[:2]
-        first = next(f for f, im in zip(files, images, strict=True) if im.size == (w1, h1))
-        second = next(f for f, im in zip(files, images, strict=True) if im.size == (w2, h2))
-        raise UserDataError(
-            f"the images have {len(sizes)} sizes (e.g. {first} is {w1}x{h1}, {second} is {w2}x{h2}); "
-            "give --image_size to resize them all to one."
-        )
-    arrays = []
-    for image in images:
-        image = _to_8_bit(image).convert("RGB" if color else "L")
-        if image_size is not None and image.size != (image_size, image_size):
-            image = image.resize((image_size, image_size))
-        array = np.asarray(image, np.uint8)
-        arrays.append(array if color else array[..., None])
-    origins = np.asarray([str(f.relative_to(root)) for f in files])
-    return UserData(np.stack(arrays), np.asarray(labels, np.int64), tuple(classes), origins)
+    images = files_lib.scan(root, files, image_size=image_size)
+    return UserData(images, np.asarray(labels, np.int64), tuple(classes), images.paths)
 
 
 # --------------------------------------------------------------------------
