@@ -103,13 +103,14 @@ def _write_clean(source: Path, out: Path, n: int, test_n: int) -> tuple[list[str
         return names, labels
     for split, count in (("train", n), ("test", test_n)):
         y = data[f"{split}_labels"].astype(np.int64)
+        blob, offsets = data[f"{split}_jpeg"], data[f"{split}_offsets"]  # read once: each access unzips the array
         picks = range(count) if split == "train" else np.linspace(0, len(y) - 1, count).astype(int)
         for i in picks:
             path = out / split / names[y[i]] / f"{i:05d}.png"
             if not path.is_file():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with workdir.atomic_path(path) as tmp:
-                    Image.fromarray(_decode(data[f"{split}_jpeg"], data[f"{split}_offsets"], i)).save(tmp, "PNG")
+                    Image.fromarray(_decode(blob, offsets, i)).save(tmp, "PNG")
     workdir.write_text(done, json.dumps({"n": n, "test_n": test_n}))
     return names, labels
 

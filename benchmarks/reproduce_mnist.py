@@ -39,7 +39,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from limit_tf import cli, methods, paper, workdir
-from limit_tf.config import DEFAULTS, ConfigError
+from limit_tf.config import ConfigError, naming
 
 HERE = Path(__file__).resolve().parent
 ALL_CELLS = ("0.5:1000", "0.8:1000", "0.5:10000", "0.8:10000")
@@ -121,7 +121,8 @@ def summarize(root: Path) -> dict:
         c = results["config"]
         cell = (float(c["noise_rate"]), int(results["num_train_examples"]))
         variant = methods.variant_of(c).name
-        runs[cell][variant][methods.label(c, defaults=DEFAULTS)].append(
+        settings, defaults = naming(c)
+        runs[cell][variant][methods.label(settings, defaults=defaults)].append(
             {
                 "seed": c["seed"],
                 "test_accuracy": results["test_accuracy"],

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,10 @@ PAPER_RECIPE = Recipe("paper", epochs=400, patience=100, lr_schedule="constant",
 # better than 256 per epoch and took 8% longer; a cosine schedule's best epochs are its last, so no early stop.
 PHOTO_RECIPE = Recipe("photos", epochs=60, patience=None, lr_schedule="cosine", predictor="gaussian", beta=1.0)
 PHOTO_NETWORKS = ("resnet20", "resnet34", "resnet50")  # and every keras:NAME body
+# Adam's rate (the paper's), and the tenth of it that fine-tuning a pretrained body takes (its weights are
+# already good: at 1e-3 the first epochs undo them).
+LEARNING_RATE = 1e-3
+FINE_TUNE_LEARNING_RATE = 1e-4
 
 
 class ConfigError(ValueError):
@@ -277,12 +282,22 @@ class _Settings:
             and self.lr_schedule != AUTO
             and self.predictor != AUTO
             and self.beta is not None
+            and self.learning_rate is not None
         )
+
+    @property
+    def resolved_learning_rate(self) -> float:
+        """``learning_rate``, or with None (auto) :data:`FINE_TUNE_LEARNING_RATE` for a ``keras:`` body that
+        starts from weights (``--weights`` not ``none``) and is fine-tuned (no ``--freeze_backbone``), else
+        :data:`LEARNING_RATE`. (An architecture left at auto is never a ``keras:`` body.)"""
+        if self.learning_rate is not None:
+            return float(self.learning_rate)
+        return auto_learning_rate(dataclasses.asdict(self))
 
     def for_data(self, input_shape, num_train: int | None = None) -> ExperimentConfig:
         """This config with every auto setting replaced by the data's recipe (:meth:`recipe`): ``epochs``,
-        ``patience`` and ``lr_schedule``, LIMIT's ``predictor`` and ``beta``; and ``batch_size``
-        (:meth:`resolved_batch_size`).
+        ``patience`` and ``lr_schedule``, LIMIT's ``predictor`` and ``beta``; ``batch_size``
+        (:meth:`resolved_batch_size`) and ``learning_rate`` (:attr:`resolved_learning_rate`).
 
         What a run trains with; ``config.json`` keeps the settings as given
         and ``results.json`` both. Settings already given are kept, so it is
@@ -305,6 +320,7 @@ class _Settings:
             lr_schedule=recipe.lr_schedule if self.lr_schedule == AUTO else self.lr_schedule,
             predictor=recipe.predictor if self.predictor == AUTO else self.predictor,
             beta=recipe.beta if self.beta is None else self.beta,
+            learning_rate=self.resolved_learning_rate,
         )
         if resolved.warmup_epochs >= resolved.epochs:
             raise ConfigError(
@@ -484,6 +500,8 @@ class _Settings:
         if self.noise_rate == 0:
             out["noise"] = "none"  # any noise model at rate 0 changes no label
         out["architecture"] = self.resolved_architecture
+        if "learning_rate" in out:  # auto and its value train alike (runs of 0.2 recorded 0.001)
+            out["learning_rate"] = self.resolved_learning_rate
         out["init_from"] = str(Path(self.init_from).resolve()) if self.init_from else None
         out["clean_from"] = str(Path(self.clean_from).resolve()) if self.clean_from else None
         if not self.clean_from:
@@ -551,6 +569,30 @@ def field_help(name: str) -> str:
 
 
 DEFAULTS = dataclasses.asdict(ExperimentConfig())
+
+
+def auto_learning_rate(settings: Mapping[str, Any]) -> float:
+    """The learning rate that ``--learning_rate`` left at auto takes for these settings (a config's fields):
+    :data:`FINE_TUNE_LEARNING_RATE` for a pretrained ``keras:`` body that is fine-tuned, else
+    :data:`LEARNING_RATE`."""
+    fine_tuned = (
+        methods.backbone_of(settings.get("architecture") or "")
+        and not settings.get("freeze_backbone")
+        and settings.get("weights", "imagenet") != "none"
+    )
+    return FINE_TUNE_LEARNING_RATE if fine_tuned else LEARNING_RATE
+
+
+def naming(settings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(settings, defaults)`` for :func:`limit_tf.methods.run_name` and :func:`~limit_tf.methods.label`:
+    a run's learning rate is named only when it is not the one auto gives it (1e-3 on the paper's
+    networks, 1e-4 for a fine-tuned body), whether it was given or left at auto."""
+    values = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else dict(settings)
+    auto = auto_learning_rate(values)
+    if values.get("learning_rate") is None:
+        values["learning_rate"] = auto
+    return values, {**DEFAULTS, "learning_rate": auto}
+
 
 TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
 

@@ -26,7 +26,8 @@ def cell_name(config: config_lib.ExperimentConfig) -> str:
 
 def run_dir(root: str | os.PathLike, config: config_lib.ExperimentConfig) -> Path:
     """``<root>/<cell>/<run name>/seed<k>``."""
-    name = methods.run_name(config, defaults=config_lib.DEFAULTS)
+    settings, defaults = config_lib.naming(config)
+    name = methods.run_name(settings, defaults=defaults)
     return Path(root) / cell_name(config) / name / f"seed{config.seed}"
 
 

@@ -205,8 +205,8 @@ LEARNING_RATE = Hyperparameter(
     exclusive_minimum=True,
     log=True,
     token="lr",
-    default=1e-3,
-    help="Adam's learning rate.",
+    default=None,
+    help="The learning rate (default: 1e-3; 1e-4 to fine-tune a keras: body from pretrained weights).",
 )
 BETA = Hyperparameter(
     "beta",

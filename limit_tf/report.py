@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from limit_tf import methods, paper, workdir
-from limit_tf.config import DEFAULTS, EXECUTION_FIELDS, ConfigError, ExperimentConfig
+from limit_tf.config import EXECUTION_FIELDS, ConfigError, ExperimentConfig, naming
 
 
 @dataclasses.dataclass
@@ -95,7 +95,8 @@ def collect(workdirs: Iterable[str | os.PathLike]) -> list[Row]:
         c = results["config"]
         n = int(results["num_train_examples"])
         variant = methods.variant_of(c)
-        label = methods.label(c, defaults=DEFAULTS)
+        settings, defaults = naming(c)
+        label = methods.label(settings, defaults=defaults)
         held_out = "validation" if results.get("test_accuracy") is None else "test"
         identity = _identity(c)
         key = (

@@ -91,3 +91,38 @@ def test_bad_bodies_and_weights_are_one_line_errors(tmp_path):
         paths.check(base.replace(architecture="keras:ResNet50", weights="/nope.h5").validate())
     with pytest.raises(ValueError, match="not inputs of shape"):
         backbones.build("ResNet50", 3, (13,), mean=(0.0,), std=(1.0,))
+
+
+@pytest.mark.parametrize(
+    "settings, expected",
+    [
+        (dict(architecture="keras:MobileNetV3Small"), 1e-4),  # ImageNet weights, fine-tuned
+        (dict(architecture="keras:MobileNetV3Small", weights="body.weights.h5"), 1e-4),
+        (dict(architecture="keras:MobileNetV3Small", freeze_backbone=True), 1e-3),  # a head on a frozen body
+        (dict(architecture="keras:MobileNetV3Small", weights="none"), 1e-3),  # from scratch
+        (dict(architecture="keras:MobileNetV3Small", learning_rate=3e-3), 3e-3),  # given: kept
+        (dict(architecture="resnet20"), 1e-3),
+        (dict(), 1e-3),
+    ],
+)
+def test_fine_tuning_a_pretrained_body_takes_a_tenth_of_the_learning_rate_unless_given(settings, expected):
+    config = ExperimentConfig(workdir="w", dataset="folder:photos", **settings)
+    resolved = config.for_data(SHAPE, 100)
+    assert resolved.learning_rate == pytest.approx(expected) and resolved.resolved
+    assert resolved.for_data(SHAPE, 100) == resolved
+    assert builders.MethodContext(config, 2, SHAPE).config.learning_rate == pytest.approx(expected)  # what trains
+
+
+def test_an_auto_learning_rate_is_the_same_experiment_and_name_as_the_rate_it_takes():
+    from limit_tf import config as config_lib
+    from limit_tf import methods
+
+    plain = ExperimentConfig(workdir="w", dataset="folder:photos")
+    assert plain.differences(plain.replace(learning_rate=1e-3)) == []  # runs that recorded 1e-3 continue
+    assert plain.differences(plain.replace(learning_rate=1e-4)) == ["learning_rate"]
+    body = plain.replace(architecture="keras:MobileNetV3Small")
+    assert body.differences(body.replace(learning_rate=1e-4)) == []
+    assert body.differences(body.replace(learning_rate=1e-3)) == ["learning_rate"]
+    for config, name in ((plain, "ce"), (plain.replace(learning_rate=1e-4), "ce_lr0.0001"), (body, "ce")):
+        settings, defaults = config_lib.naming(config)
+        assert methods.run_name(settings, defaults=defaults) == name
