@@ -18,7 +18,6 @@ to ``--out`` (.json, .md).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -57,10 +56,7 @@ def main(argv) -> None:
     unknown = sorted(set(f.bodies) - set(methods.BACKBONES))
     if unknown:
         raise SystemExit(f"error: --bodies={unknown[0]} is not allowed; allowed: {', '.join(methods.BACKBONES)}.")
-    data_dir = Path(f.data_dir or os.environ.get("LIMIT_DATA_DIR", REPO.parent / "shared" / "data"))
-    source = data_dir / real_noise.CIFAR
-    if not source.is_file():
-        raise SystemExit(f"error: {source} is missing: give --data_dir, the folder that holds {real_noise.CIFAR}.")
+    source = real_noise.cifar_source(f.data_dir)
     root = Path(f.root)
     folder = root / f"cifar_n{f.n}"
     real_noise._write_clean(source, folder, f.n, 1_000)
@@ -108,12 +104,7 @@ def main(argv) -> None:
         f"{100 * r['test_accuracy']:.1f}% |"
         for r in rows
     ]
-    report = {"n": f.n, "rows": rows, "versions": workdir.library_versions()}
-    Path(f.out).parent.mkdir(parents=True, exist_ok=True)
-    workdir.write_text(Path(f.out + ".json"), json.dumps(report, indent=2) + "\n")
-    workdir.write_text(Path(f.out + ".md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"written: {f.out}.json, {f.out}.md")
+    workdir.write_report(f.out, {"n": f.n, "rows": rows}, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -161,10 +161,7 @@ def main(argv) -> None:
     bad = sorted(set(f.modes) - {"read", "train"})
     if bad:
         raise SystemExit(f"error: --modes={bad[0]} is not allowed; allowed: read, train.")
-    data_dir = Path(f.data_dir or os.environ.get("LIMIT_DATA_DIR", REPO.parent / "shared" / "data"))
-    source = data_dir / real_noise.CIFAR
-    if not source.is_file():
-        raise SystemExit(f"error: {source} is missing: give --data_dir, the folder that holds {real_noise.CIFAR}.")
+    source = real_noise.cifar_source(f.data_dir)
     root = Path(f.root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     versions = {"after": REPO}
@@ -210,13 +207,8 @@ def main(argv) -> None:
         "rows": rows,
         "projections": projections,
         "cpus": os.cpu_count(),
-        "versions": workdir.library_versions(),
     }
-    Path(f.out).parent.mkdir(parents=True, exist_ok=True)
-    workdir.write_text(Path(f.out + ".json"), json.dumps(report, indent=2) + "\n")
-    workdir.write_text(Path(f.out + ".md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"written: {f.out}.json, {f.out}.md")
+    workdir.write_report(f.out, report, "\n".join(lines))
 
 
 if __name__ == "__main__":

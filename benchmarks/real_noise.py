@@ -307,14 +307,19 @@ def to_markdown(cells: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cifar_source(data_dir: str | None) -> Path:
+    """The shared CIFAR-10 JPEG copy under ``data_dir`` (default: ``$LIMIT_DATA_DIR``), or a one-line exit."""
+    root = Path(data_dir or os.environ.get("LIMIT_DATA_DIR", REPO.parent / "shared" / "data"))
+    source = root / CIFAR
+    if not source.is_file():
+        raise SystemExit(f"error: {source} is missing: give --data_dir, the folder that holds {CIFAR}.")
+    return source
+
+
 def _save(f, cells: list[dict]) -> None:
     from limit_tf import workdir
 
-    report = {"n": f.n, "test_n": f.test_n, "extra": f.extra, "cells": cells}
-    report["versions"] = workdir.library_versions()
-    Path(f.out).parent.mkdir(parents=True, exist_ok=True)
-    workdir.write_text(Path(f.out + ".json"), json.dumps(report, indent=2) + "\n")
-    workdir.write_text(Path(f.out + ".md"), to_markdown(cells))
+    workdir.write_report(f.out, {"n": f.n, "test_n": f.test_n, "extra": f.extra, "cells": cells}, to_markdown(cells))
 
 
 def main(argv) -> None:
@@ -325,10 +330,7 @@ def main(argv) -> None:
     unknown = sorted(set(f.methods) - set(METHODS))
     if unknown:
         raise SystemExit(f"error: --methods={unknown[0]} is not allowed; allowed: {', '.join(METHODS)}.")
-    data_dir = Path(f.data_dir or os.environ.get("LIMIT_DATA_DIR", REPO.parent / "shared" / "data"))
-    source = data_dir / CIFAR
-    if not source.is_file():
-        raise SystemExit(f"error: {source} is missing: give --data_dir, the folder that holds {CIFAR}.")
+    source = cifar_source(f.data_dir)
     root = Path(f.root)
     clean = root / "data" / f"clean_n{f.n}"
     print(f"writing the photographs once: {clean}", flush=True)
@@ -354,8 +356,7 @@ def main(argv) -> None:
                     print(json.dumps(row), flush=True)
                     cell["rows"].append(row)
                     _save(f, cells)  # after every row: an interrupted benchmark keeps what it finished
-    print(to_markdown(cells))
-    print(f"written: {f.out}.json, {f.out}.md")
+    _save(f, cells)
 
 
 if __name__ == "__main__":

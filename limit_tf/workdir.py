@@ -103,6 +103,16 @@ def write_json(path: str | os.PathLike, value: Any) -> None:
     write_text(path, json.dumps(value, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
+def write_report(prefix: str, report: Mapping[str, Any], markdown: str) -> None:
+    """A benchmark's results: ``<prefix>.json`` (``report`` and the library versions) and ``<prefix>.md``
+    (``markdown``, also printed with where both went)."""
+    Path(prefix).parent.mkdir(parents=True, exist_ok=True)
+    write_text(Path(prefix + ".json"), json.dumps({**report, "versions": library_versions()}, indent=2) + "\n")
+    write_text(Path(prefix + ".md"), markdown.rstrip("\n") + "\n")
+    print(markdown.rstrip("\n"))
+    print(f"written: {prefix}.json, {prefix}.md", flush=True)
+
+
 def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
