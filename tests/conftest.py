@@ -7,8 +7,11 @@ the package.
 
 import gzip
 import os
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Checks of image folders are cached (limit_tf.data.files); the tests keep theirs out of the home directory.
+os.environ.setdefault("LIMIT_TF_CACHE", tempfile.mkdtemp(prefix="limit_tf_cache_"))
 
 from pathlib import Path  # noqa: E402
 

@@ -118,3 +118,29 @@ def test_a_folder_trains_and_every_file_is_scored_without_an_array_of_every_imag
         rows = list(csv.DictReader(f))
     assert sorted(r["path"] for r in rows) == sorted(str(p.relative_to(root)) for p in root.rglob("*.png"))
     assert (out / "suspects_grid.png").stat().st_size > 0
+
+
+def test_a_check_is_kept_and_used_again_while_every_file_is_unchanged(tmp_path, monkeypatch):
+    monkeypatch.setenv(files.CACHE_ENV, str(tmp_path / "cache"))
+    root = _folder(tmp_path / "f")
+    first = user.load_folder(root)
+    assert len(list((tmp_path / "cache" / "folders").glob("*.npz"))) == 1
+
+    def no_pass(images):
+        raise AssertionError("the files were decoded again")
+
+    monkeypatch.setattr(files, "_measure", no_pass)
+    again = user.load_folder(root)  # detection, a resumed run: no second pass
+    assert again.x.image_shape == first.x.image_shape and again.x.native == first.x.native
+    np.testing.assert_array_equal(again.x.sums, first.x.sums)
+    np.testing.assert_array_equal(again.x.paths, first.x.paths)
+    with pytest.raises(AssertionError, match="decoded again"):
+        user.load_folder(root, image_size=12)  # another size: another check
+    changed = root / "owl" / "200.png"
+    Image.fromarray(np.zeros((8, 10, 3), np.uint8)).save(changed)
+    with pytest.raises(AssertionError, match="decoded again"):
+        user.load_folder(root)  # a file changed: checked again
+    changed.unlink()
+    monkeypatch.setenv(files.CACHE_ENV, "off")
+    with pytest.raises(AssertionError, match="decoded again"):
+        user.load_folder(root)

@@ -14,6 +14,10 @@ Reading a folder (:func:`scan`) costs one pass over its files: every header
 is opened up front (size, colour mode), then every image is decoded once,
 with the statistics computed on the way; a file that does not decode is a
 :class:`~limit_tf.data.user.UserDataError` naming it before anything trains.
+What the pass found is kept in a cache file (:func:`cache_dir`) keyed by the
+folder and ``image_size``, and used again while every file keeps its path,
+size and modification time: detection, a resumed run and the next run on
+the folder skip the pass.
 
 PNG and JPEG files in 8-bit modes are decoded by TensorFlow's own ops
 inside the graph (PNG pixels are those Pillow reads; JPEG pixels may differ
@@ -38,6 +42,8 @@ NATIVE_FORMATS = frozenset({"PNG", "JPEG"})  # measured: TF reads BMP and WebP u
 NATIVE_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA"})
 GRAY_MODES = frozenset({"1", "L", "LA", "I;16", "I;16B", "I;16L", "I", "F"})
 CHECK_BATCH = 256
+CACHE_ENV = "LIMIT_TF_CACHE"
+CACHE_VERSION = 1
 
 
 # --------------------------------------------------------------------------
@@ -222,6 +228,18 @@ def scan(root: str | os.PathLike, files: list[Path], *, image_size: int | None =
     from absl import logging
 
     root = Path(root)
+    relative = np.asarray([str(f.relative_to(root)) for f in files])
+    stats = [f.stat() for f in files]
+    listing = (
+        relative,
+        np.asarray([st.st_size for st in stats], np.int64),
+        np.asarray([st.st_mtime_ns for st in stats], np.int64),
+    )
+    cache = _cache_file(root, image_size)
+    found = _read_cache(cache, root, listing)
+    if found is not None:
+        logging.info("The %d image files under %s are as checked before (%s).", len(files), root, cache)
+        return found
     headers = [_header(f) for f in files]
     color = any(mode not in GRAY_MODES for _, mode, _ in headers)
     sizes = {size for size, _, _ in headers}
@@ -236,13 +254,96 @@ def scan(root: str | os.PathLike, files: list[Path], *, image_size: int | None =
     width, height = (image_size, image_size) if image_size is not None else next(iter(sizes))
     native = all(fmt in NATIVE_FORMATS and mode in NATIVE_MODES for _, mode, fmt in headers)
     channels = 3 if color else 1
-    relative = np.asarray([str(f.relative_to(root)) for f in files])
     empty = np.zeros((len(files), channels))
     images = ImageFiles(str(root), relative, (height, width, channels), native, empty, empty)
     if len(files) > 5000:
         logging.info("Checking %d image files under %s (each is decoded once).", len(files), root)
     sums, squares = _measure(images)
-    return dataclasses.replace(images, sums=sums, squares=squares)
+    images = dataclasses.replace(images, sums=sums, squares=squares)
+    _write_cache(cache, images, listing)
+    return images
+
+
+# --------------------------------------------------------------------------
+# What a check found, kept for the next time.
+
+
+def cache_dir() -> Path | None:
+    """Where checks of folders are kept: ``$LIMIT_TF_CACHE``, else ``$XDG_CACHE_HOME/limit_tf`` or
+    ``~/.cache/limit_tf``; None (no cache) when ``$LIMIT_TF_CACHE`` is ``off``."""
+    value = os.environ.get(CACHE_ENV)
+    if value is not None:
+        return None if value.strip().lower() in ("off", "0", "none", "") else Path(value).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "limit_tf"
+
+
+def _cache_file(root: Path, image_size: int | None) -> Path | None:
+    import hashlib
+
+    where = cache_dir()
+    if where is None:
+        return None
+    key = hashlib.sha256(f"{root.resolve()}|{image_size}".encode()).hexdigest()[:20]
+    return where / "folders" / f"{key}.npz"
+
+
+def _read_cache(cache: Path | None, root: Path, listing) -> ImageFiles | None:
+    """The cached :class:`ImageFiles` when the cache holds this folder with every file unchanged, else None."""
+    if cache is None or not cache.is_file():
+        return None
+    paths, sizes, mtimes = listing
+    try:
+        with np.load(cache, allow_pickle=False) as kept:
+            same = (
+                int(kept["version"]) == CACHE_VERSION
+                and str(kept["root"]) == str(root.resolve())
+                and kept["paths"].shape == paths.shape
+                and bool(np.all(kept["paths"] == paths))
+                and np.array_equal(kept["sizes"], sizes)
+                and np.array_equal(kept["mtimes"], mtimes)
+            )
+            if not same:
+                return None
+            shape = tuple(int(v) for v in kept["image_shape"])
+            return ImageFiles(str(root), paths, shape, bool(kept["native"]), kept["sums"], kept["squares"])
+    except (OSError, ValueError, KeyError):  # unreadable or of another layout: check again
+        return None
+
+
+def _write_cache(cache: Path | None, images: ImageFiles, listing) -> None:
+    """Keeps what a check found (written whole or not at all; a cache that cannot be written is skipped)."""
+    import tempfile
+
+    if cache is None:
+        return
+    paths, sizes, mtimes = listing
+    tmp = None
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".tmp")
+        with os.fdopen(handle, "wb") as f:
+            np.savez(
+                f,
+                version=CACHE_VERSION,
+                root=str(Path(images.root).resolve()),
+                paths=paths,
+                sizes=sizes,
+                mtimes=mtimes,
+                image_shape=np.asarray(images.image_shape),
+                native=images.native,
+                sums=images.sums,
+                squares=images.squares,
+            )
+        os.replace(tmp, cache)
+    except OSError as e:
+        from absl import logging
+
+        logging.warning(
+            "The check of %s could not be kept in %s (%s); the next run checks again.", images.root, cache, e
+        )
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _measure(images: ImageFiles) -> tuple[np.ndarray, np.ndarray]:
