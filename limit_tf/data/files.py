@@ -191,7 +191,8 @@ class ImageFiles:
         """A graph function: index (int64 scalar) -> the uint8 image of that file."""
         import tensorflow as tf
 
-        paths = tf.constant(np.char.add(self.root + os.sep, self.paths.astype(str)) if len(self) else [""])
+        relative = tf.constant(np.asarray(self.paths, str) if len(self) else [""], tf.string)
+        paths = tf.strings.join([tf.constant(self.root + os.sep), relative])  # joined in TensorFlow: one copy
 
         if self.native:
 
