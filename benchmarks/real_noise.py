@@ -2,6 +2,7 @@ r"""Real photographs with wrong labels: the README's image-folder recipe against
 
     python benchmarks/real_noise.py                                   # n = 10,000, uniform and pair 40%, 3 seeds
     python benchmarks/real_noise.py --seeds=1 --methods=limit,ce --noise_kinds=uniform      # one cell, two rows
+    python benchmarks/real_noise.py --only_finished          # the table of what has finished, training nothing
 
 Per noise kind (``--noise_kinds``: ``uniform``, ``pair``: the paper's CIFAR-10
 pair flips, truck -> automobile, bird -> airplane, deer -> horse, cat -> dog,
@@ -51,6 +52,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CIFAR = "cifar10_jpeg/cifar10_jpeg.npz"
 METHODS = ("limit", "limit_l", "ce", "ce_cleaned", "cleanlab")
+CLEANLAB_FOLDS = 4
 FLAGS_OF = {
     "limit": ("--method=limit",),
     "limit_l": ("--method=limit", "--predictor=laplace", "--beta=10"),
@@ -74,6 +76,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("test_n", 10_000, "Clean test photographs (spread over the classes).")
     flags.DEFINE_string("data_dir", None, "Holds cifar10_jpeg/ (default: $LIMIT_DATA_DIR).")
     flags.DEFINE_list("extra", [], "More flags for every training run (e.g. --epochs=2 for a smoke test).")
+    flags.DEFINE_bool(
+        "only_finished", False, "Train nothing: tabulate the rows whose runs have finished (an interrupted benchmark)."
+    )
 
 
 # --------------------------------------------------------------------------
@@ -232,7 +237,7 @@ def cleanlab_row(folder: Path, test: Path, root: Path, truth: dict, extra) -> di
     )
     start = time.perf_counter()
     dataset = runs.load_data(base)
-    probs = detection_benchmark.cross_validated_probabilities(base, dataset, 4, root / "cleanlab")
+    probs = detection_benchmark.cross_validated_probabilities(base, dataset, CLEANLAB_FOLDS, root / "cleanlab")
     labels = dataset.train.labels
     names = dataset.class_names
     wrong = np.array(
@@ -322,6 +327,13 @@ def _save(f, cells: list[dict]) -> None:
     workdir.write_report(f.out, {"n": f.n, "test_n": f.test_n, "extra": f.extra, "cells": cells}, to_markdown(cells))
 
 
+def _finished(method: str, run: Path) -> bool:
+    """Whether a row's training is done (cleanlab: its four folds), so that scoring it trains nothing."""
+    if method == "cleanlab":
+        return all((run / f"ce_fold{k}" / "results.json").is_file() for k in range(CLEANLAB_FOLDS))
+    return (run / "results.json").is_file()
+
+
 def main(argv) -> None:
     del argv
     from absl import flags
@@ -347,6 +359,8 @@ def main(argv) -> None:
                 cells.append(cell)
                 for method in f.methods:
                     run = root / name / method
+                    if f.only_finished and not _finished(method, run):
+                        continue
                     run.parent.mkdir(parents=True, exist_ok=True)
                     if method == "cleanlab":
                         row = cleanlab_row(folder / "train", clean / "test", root / name, truth, f.extra)
