@@ -16,7 +16,8 @@ photographs) and each version of the code, two fresh processes:
   evaluation) and the whole command's wall time.
 
 Each process's peak resident memory is read from the kernel (``wait4``'s
-``ru_maxrss``). "before" is the code at ``--before_commit`` (the last commit
+``ru_maxrss``); the folder check's cache is off, so every load is a first
+check. "before" is the code at ``--before_commit`` (the last commit
 that decoded a folder into one array), checked out as a git worktree under
 ``--root``; "after" is this checkout. Runs are interleaved (before and
 after, size by size) so both see the same machine. The projection to
@@ -86,7 +87,7 @@ def _checkout(root: Path, commit: str) -> Path:
 
 def _measure(args: list[str], code: Path, log: Path) -> tuple[int, float, str]:
     """Runs ``python args`` with ``code`` first on the path; (exit status, peak RSS in MiB, output)."""
-    env = {**os.environ, "PYTHONPATH": str(code)}
+    env = {**os.environ, "PYTHONPATH": str(code), "LIMIT_TF_CACHE": "off"}  # every load is a first check
     with open(log, "w") as out:
         child = subprocess.Popen([sys.executable, *args], cwd=code, env=env, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(child.pid, 0)
