@@ -3,10 +3,14 @@ r"""Real photographs with wrong labels: the README's image-folder recipe against
     python benchmarks/real_noise.py                                   # n = 10,000, uniform and pair 40%, 3 seeds
     python benchmarks/real_noise.py --seeds=1 --methods=limit,ce --noise_kinds=uniform      # one cell, two rows
     python benchmarks/real_noise.py --only_finished          # the table of what has finished, training nothing
+    python benchmarks/real_noise.py --noise_kinds=cifar10n:worst   # human labels (CIFAR-10_human.pt in --data_dir)
 
 Per noise kind (``--noise_kinds``: ``uniform``, ``pair``: the paper's CIFAR-10
 pair flips, truck -> automobile, bird -> airplane, deer -> horse, cat -> dog,
-so 40% of four classes) and seed, it writes what a person with a photo
+so 40% of four classes; or a CIFAR-10N label set, ``cifar10n:worst``,
+``aggre``, ``random1`` .. ``random3``: the human annotators' labels of the
+same photographs, read from the release's ``CIFAR-10_human.pt`` in
+``--data_dir``, ``--noise_rates`` aside) and seed, it writes what a person with a photo
 collection has: a folder of ``--n`` training photographs from the shared
 CIFAR-10 copy, one subfolder per class, each file filed under its *wrong*
 label where the noise drew one (hard links to one clean copy), and the clean
@@ -70,11 +74,18 @@ def define_flags() -> None:
         root=str(HERE / "runs" / "real_noise"),
         out=(str(HERE / "results" / "real_noise"), "a path prefix (.json and .md added)."),
     )
-    flags.DEFINE_list("noise_kinds", ["uniform", "pair"], "Noise models: uniform, pair (CIFAR-10's).")
+    flags.DEFINE_list(
+        "noise_kinds",
+        ["uniform", "pair"],
+        "Noise models: uniform, pair (CIFAR-10's); or human labels: cifar10n:worst|aggre|random1|random2|random3 "
+        "(CIFAR-10_human.pt of the CIFAR-N release in --data_dir).",
+    )
     flags.DEFINE_list("methods", list(METHODS), f"Rows: {', '.join(METHODS)}.")
     flags.DEFINE_integer("n", 10_000, "Training photographs (the first n of CIFAR-10's training set).")
     flags.DEFINE_integer("test_n", 10_000, "Clean test photographs (spread over the classes).")
-    flags.DEFINE_string("data_dir", None, "Holds cifar10_jpeg/ (default: $LIMIT_DATA_DIR).")
+    flags.DEFINE_string(
+        "data_dir", None, "Holds cifar10_jpeg/ (and CIFAR-10_human.pt for cifar10n:SET; default: $LIMIT_DATA_DIR)."
+    )
     flags.DEFINE_list("extra", [], "More flags for every training run (e.g. --epochs=2 for a smoke test).")
     flags.DEFINE_bool(
         "only_finished", False, "Train nothing: tabulate the rows whose runs have finished (an interrupted benchmark)."
@@ -120,30 +131,77 @@ def _write_clean(source: Path, out: Path, n: int, test_n: int) -> tuple[list[str
     return names, labels
 
 
-def noisy_folder(clean: Path, out: Path, names, labels, kind: str, rate: float, seed: int) -> dict:
-    """The training photographs filed under their noisy labels (hard links), and the truth beside them."""
-    from limit_tf import noise, workdir
+SYNTHETIC = ("uniform", "pair")
 
-    truth_file = out / "truth.json"
-    if truth_file.is_file():
-        return json.loads(truth_file.read_text())
-    matrix = noise.transition_matrix(kind, len(names), rate, dataset="cifar10")
-    noisy = noise.corrupt(labels, matrix, seed)
-    for i, (y, z) in enumerate(zip(labels, noisy.labels, strict=True)):
+
+def kind_problem(kind: str) -> str | None:
+    """Why ``kind`` is not a noise kind of this benchmark (one phrase), or None."""
+    from limit_tf.data import cifar_n
+
+    if kind in SYNTHETIC:
+        return None
+    human = cifar_n.parse(kind)
+    if human is None or human[0] != "cifar10n":
+        sets = ", ".join(f"cifar10n:{s}" for s in cifar_n.LABEL_SETS["cifar10n"])
+        return f"is not allowed; allowed: {', '.join(SYNTHETIC)}, {sets}"
+    problem = cifar_n.problem(kind)
+    return problem and f"is {problem}"
+
+
+def cells_of(kinds, rates) -> list[tuple[str, float | None]]:
+    """``(kind, rate)`` per cell: each synthetic kind at each rate; a human label set once (its rate is its own)."""
+    return [(kind, rate) for kind in kinds for rate in ((None,) if kind not in SYNTHETIC else rates)]
+
+
+def cell_name(kind: str, rate: float | None, n: int, seed: int) -> str:
+    noise = f"{kind}{rate:g}" if rate is not None else kind.replace(":", "-")
+    return f"{noise}_n{n}_seed{seed}"
+
+
+def noisy_labels(
+    kind: str, rate: float | None, labels: np.ndarray, num_classes: int, seed: int, data_dir: Path
+) -> np.ndarray:
+    """The labels the folder files each photograph under: drawn from a noise model, or a CIFAR-10N label set.
+
+    Raises:
+      SystemExit: the CIFAR-10N file is missing or damaged, or its clean labels
+        are not the shared copy's (another order), in one line.
+    """
+    from limit_tf import noise
+    from limit_tf.data import cifar_n
+
+    if kind in SYNTHETIC:
+        matrix = noise.transition_matrix(kind, num_classes, rate, dataset="cifar10")
+        return noise.corrupt(labels, matrix, seed).labels
+    try:
+        human, clean = cifar_n.human_labels(*cifar_n.parse(kind), data_dir)
+    except (OSError, ValueError) as e:  # FileNotFoundError, DataFileError: one line each
+        raise SystemExit(f"error: {e}") from None
+    n = len(labels)
+    if not np.array_equal(clean[:n], labels):
+        differ = int((clean[:n] != labels).sum())
+        raise SystemExit(
+            f"error: the clean labels of {cifar_n.find_label_file('cifar10n', data_dir)} differ from the shared "
+            f"copy's on {differ} of the first {n} photographs: the file is not in the python batches' order."
+        )
+    return human[:n]
+
+
+def noisy_folder(clean: Path, out: Path, names, labels, noisy, about: dict) -> dict:
+    """The training photographs filed under their noisy labels (hard links), and the truth beside them (last)."""
+    from limit_tf import workdir
+
+    for i, (y, z) in enumerate(zip(labels, noisy, strict=True)):
         target = out / "train" / names[z] / f"{i:05d}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists():
             os.link(clean / "train" / names[y] / f"{i:05d}.png", target)
     truth = {
-        "kind": kind,
-        "rate": rate,
-        "seed": seed,
-        "realized_rate": noisy.realized_rate,
-        "true_label": {
-            f"{names[z]}/{i:05d}.png": names[y] for i, (y, z) in enumerate(zip(labels, noisy.labels, strict=True))
-        },
+        **about,
+        "realized_rate": float(np.mean(np.asarray(noisy) != labels)),
+        "true_label": {f"{names[z]}/{i:05d}.png": names[y] for i, (y, z) in enumerate(zip(labels, noisy, strict=True))},
     }
-    workdir.write_text(truth_file, json.dumps(truth))
+    workdir.write_text(out / "truth.json", json.dumps(truth))
     return truth
 
 
@@ -298,7 +356,8 @@ def to_markdown(cells: list[dict]) -> str:
     for cell in cells:
         for row in cell["rows"]:
             if "skipped" not in row:
-                groups.setdefault((f"{cell['kind']} {cell['rate']:g}", row["method"]), []).append(row)
+                noise = cell["kind"] if cell["rate"] is None else f"{cell['kind']} {cell['rate']:g}"
+                groups.setdefault((noise, row["method"]), []).append(row)
     for (noise, method), rows in groups.items():
 
         def values(key, scale=1.0, rows=rows):
@@ -342,34 +401,41 @@ def main(argv) -> None:
     unknown = sorted(set(f.methods) - set(METHODS))
     if unknown:
         raise SystemExit(f"error: --methods={unknown[0]} is not allowed; allowed: {', '.join(METHODS)}.")
+    for kind in f.noise_kinds:
+        problem = kind_problem(kind)
+        if problem:
+            raise SystemExit(f"error: --noise_kinds={kind} {problem}.")
     source = cifar_source(f.data_dir)
     root = Path(f.root)
     clean = root / "data" / f"clean_n{f.n}"
     print(f"writing the photographs once: {clean}", flush=True)
     names, labels = _write_clean(source, clean, f.n, f.test_n)
     cells = []
-    for kind in f.noise_kinds:
-        for rate in (float(r) for r in f.noise_rates):
-            for seed in range(f.seeds):
-                name = f"{kind}{rate:g}_n{f.n}_seed{seed}"
-                folder = root / "data" / name
-                truth = noisy_folder(clean, folder, names, labels, kind, rate, seed)
-                print(f"{name}: {100 * truth['realized_rate']:.1f}% of the labels are wrong", flush=True)
-                cell = {"kind": kind, "rate": rate, "seed": seed, "realized_rate": truth["realized_rate"], "rows": []}
-                cells.append(cell)
-                for method in f.methods:
-                    run = root / name / method
-                    if f.only_finished and not _finished(method, run):
-                        continue
-                    run.parent.mkdir(parents=True, exist_ok=True)
-                    if method == "cleanlab":
-                        row = cleanlab_row(folder / "train", clean / "test", root / name, truth, f.extra)
-                    else:
-                        limit_run = root / name / "limit"
-                        row = one_run(method, folder / "train", clean / "test", run, truth, limit_run, f.extra)
-                    print(json.dumps(row), flush=True)
-                    cell["rows"].append(row)
-                    _save(f, cells)  # after every row: an interrupted benchmark keeps what it finished
+    for kind, rate in cells_of(f.noise_kinds, [float(r) for r in f.noise_rates]):
+        for seed in range(f.seeds):
+            name = cell_name(kind, rate, f.n, seed)
+            folder = root / "data" / name
+            if (folder / "truth.json").is_file():  # written last: the folder is whole
+                truth = json.loads((folder / "truth.json").read_text())
+            else:
+                noisy = noisy_labels(kind, rate, labels, len(names), seed, source.parent.parent)
+                truth = noisy_folder(clean, folder, names, labels, noisy, {"kind": kind, "rate": rate, "seed": seed})
+            print(f"{name}: {100 * truth['realized_rate']:.1f}% of the labels are wrong", flush=True)
+            cell = {"kind": kind, "rate": rate, "seed": seed, "realized_rate": truth["realized_rate"], "rows": []}
+            cells.append(cell)
+            for method in f.methods:
+                run = root / name / method
+                if f.only_finished and not _finished(method, run):
+                    continue
+                run.parent.mkdir(parents=True, exist_ok=True)
+                if method == "cleanlab":
+                    row = cleanlab_row(folder / "train", clean / "test", root / name, truth, f.extra)
+                else:
+                    limit_run = root / name / "limit"
+                    row = one_run(method, folder / "train", clean / "test", run, truth, limit_run, f.extra)
+                print(json.dumps(row), flush=True)
+                cell["rows"].append(row)
+                _save(f, cells)  # after every row: an interrupted benchmark keeps what it finished
     _save(f, cells)
 
 

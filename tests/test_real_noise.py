@@ -1,0 +1,158 @@
+"""benchmarks/real_noise.py: the folders it files photographs into, the truth it scores against, its table."""
+
+import csv
+import io
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO
+from tests.test_benchmarks import _load
+from tests.test_cifar_n import _save_like_torch
+
+NAMES = [f"class{k}" for k in range(10)]
+
+
+def _fake_copy(root, rng, n=60, test_n=20):
+    """A miniature of the shared cifar10_jpeg.npz layout: concatenated JPEGs, offsets, labels, class names."""
+
+    def split(count):
+        labels = np.arange(count) % 10
+        blobs = []
+        for y in labels:
+            pixels = np.clip(rng.normal(25 * y, 20, (32, 32, 3)), 0, 255).astype(np.uint8)
+            buffer = io.BytesIO()
+            Image.fromarray(pixels).save(buffer, "JPEG")
+            blobs.append(np.frombuffer(buffer.getvalue(), np.uint8))
+        offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])])
+        return np.concatenate(blobs), offsets, labels.astype(np.uint8)
+
+    train, test = split(n), split(test_n)
+    (root / "cifar10_jpeg").mkdir(parents=True)
+    np.savez(
+        root / "cifar10_jpeg" / "cifar10_jpeg.npz",
+        train_jpeg=train[0],
+        train_offsets=train[1],
+        train_labels=train[2],
+        test_jpeg=test[0],
+        test_offsets=test[1],
+        test_labels=test[2],
+        class_names=np.array(NAMES),
+    )
+    return train[2].astype(np.int64)
+
+
+def _label_file(root, labels, rng, *, order_ok=True):
+    """A CIFAR-10_human.pt whose first len(labels) clean labels are the copy's; worse_label flips 40% of them."""
+    clean = rng.integers(0, 10, 50_000)
+    clean[: len(labels)] = labels if order_ok else np.roll(labels, 1)
+    worse = np.where(rng.random(50_000) < 0.4, (clean + 3) % 10, clean)
+    _save_like_torch(root / "CIFAR-10_human.pt", pickle.dumps({"clean_label": clean, "worse_label": worse}, protocol=2))
+    return worse
+
+
+def test_a_human_label_set_files_each_photograph_under_the_annotators_label_and_keeps_the_truth(tmp_path, rng):
+    rn = _load("real_noise")
+    labels = _fake_copy(tmp_path, rng)
+    worse = _label_file(tmp_path, labels, rng)
+    names, read = rn._write_clean(tmp_path / "cifar10_jpeg" / "cifar10_jpeg.npz", tmp_path / "clean", 60, 20)
+    assert names == NAMES and np.array_equal(read, labels)
+
+    noisy = rn.noisy_labels("cifar10n:worst", None, labels, 10, 0, tmp_path)
+    assert np.array_equal(noisy, worse[:60])
+    folder = tmp_path / "cifar10n-worst_n60_seed0"
+    truth = rn.noisy_folder(tmp_path / "clean", folder, names, labels, noisy, {"kind": "cifar10n:worst", "rate": None})
+    assert truth["realized_rate"] == pytest.approx(np.mean(worse[:60] != labels)) and truth["realized_rate"] > 0
+    for i in range(60):
+        filed = folder / "train" / NAMES[worse[i]] / f"{i:05d}.png"
+        assert os.path.samefile(filed, tmp_path / "clean" / "train" / NAMES[labels[i]] / f"{i:05d}.png")
+        assert truth["true_label"][f"{NAMES[worse[i]]}/{i:05d}.png"] == NAMES[labels[i]]
+    assert sum(1 for _ in (folder / "train").rglob("*.png")) == 60
+    assert json.loads((folder / "truth.json").read_text()) == truth
+
+
+def test_a_label_file_in_another_order_or_missing_or_an_unknown_kind_is_one_line(tmp_path, rng):
+    rn = _load("real_noise")
+    labels = _fake_copy(tmp_path, rng)
+    with pytest.raises(SystemExit, match=r"^error: CIFAR-10_human.pt is neither in"):
+        rn.noisy_labels("cifar10n:worst", None, labels, 10, 0, tmp_path)
+    _label_file(tmp_path, labels, rng, order_ok=False)
+    with pytest.raises(SystemExit, match=r"differ from the shared copy's on \d+ of the first 60 photographs"):
+        rn.noisy_labels("cifar10n:worst", None, labels, 10, 0, tmp_path)
+    assert rn.kind_problem("pair") is None and rn.kind_problem("cifar10n:aggre") is None
+    assert rn.kind_problem("cifar10n:best").startswith("is not a label set; allowed: cifar10n:worst")
+    assert rn.kind_problem("cifar100n:noisy").startswith("is not allowed; allowed: uniform, pair, cifar10n:worst")
+
+
+def test_synthetic_cells_follow_the_rates_and_a_human_set_is_one_cell_named_without_a_colon():
+    rn = _load("real_noise")
+    assert rn.cells_of(["uniform", "cifar10n:worst"], [0.2, 0.4]) == [
+        ("uniform", 0.2),
+        ("uniform", 0.4),
+        ("cifar10n:worst", None),
+    ]
+    assert rn.cell_name("pair", 0.4, 10_000, 2) == "pair0.4_n10000_seed2"
+    assert rn.cell_name("cifar10n:worst", None, 10_000, 0) == "cifar10n-worst_n10000_seed0"
+
+
+def test_rows_are_scored_against_the_truth_and_tabulated_per_noise_and_method(tmp_path):
+    rn = _load("real_noise")
+    truth = {"true_label": {"a/1.png": "a", "b/2.png": "a", "b/3.png": "b", "a/4.png": "b"}}
+    rows = [  # path, observed label, split, score, flagged: files 2 and 4 are wrong
+        ("a/1.png", "a", "train", 0.1, 0),
+        ("b/2.png", "b", "train", 0.9, 1),
+        ("b/3.png", "b", "validation", 0.8, 1),
+        ("a/4.png", "a", "train", 0.2, 0),
+    ]
+    with open(tmp_path / "label_issues.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "observed_label", "split", "score", "flagged"])
+        writer.writerows(rows)
+    scored = rn._score_rows(tmp_path / "label_issues.csv", truth)
+    assert scored["files_scored"] == 4
+    assert scored["roc_auc"] == pytest.approx(0.75)  # wrong 0.9, 0.2 over right 0.1, 0.8: 3 of 4 pairs
+    assert scored["precision"] == pytest.approx(0.5) and scored["recall"] == pytest.approx(0.5)
+    assert scored["true_rate_train"] == pytest.approx(2 / 3)
+
+    cells = [
+        {"kind": "uniform", "rate": 0.4, "rows": [{"method": "ce", "test_accuracy": 0.5, "wall_s": 60}]},
+        {"kind": "uniform", "rate": 0.4, "rows": [{"method": "ce", "test_accuracy": 0.7, "wall_s": 120}]},
+        {"kind": "cifar10n:worst", "rate": None, "rows": [{"method": "cleanlab", "roc_auc": 0.8, "wall_s": 60}]},
+    ]
+    table = rn.to_markdown(cells).splitlines()
+    assert table[2].startswith("| uniform 0.4 | ce | 2 | 0.600 +- 0.141 |") and table[2].endswith("| 1.500 +- 0.707 |")
+    assert table[3].startswith("| cifar10n:worst | cleanlab | 1 | - | 0.800 |")
+
+
+@pytest.mark.slow
+def test_the_benchmark_runs_a_human_label_set_end_to_end_and_scores_every_file(tmp_path, rng):
+    labels = _fake_copy(tmp_path, rng, n=200, test_n=40)
+    _label_file(tmp_path, labels, rng)
+    command = [
+        sys.executable,
+        str(REPO / "benchmarks" / "real_noise.py"),
+        f"--data_dir={tmp_path}",
+        f"--root={tmp_path / 'runs'}",
+        f"--out={tmp_path / 'table'}",
+        "--n=200",
+        "--test_n=40",
+        "--seeds=1",
+        "--noise_kinds=cifar10n:worst",
+        "--methods=ce",
+        "--extra=--epochs=2,--architecture=mlp",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (cell,) = json.loads((tmp_path / "table.json").read_text())["cells"]
+    (row,) = cell["rows"]
+    assert cell["kind"] == "cifar10n:worst" and cell["rate"] is None
+    assert row["files_scored"] == 200 and 0 <= row["roc_auc"] <= 1
+    assert "| cifar10n:worst | ce | 1 |" in (tmp_path / "table.md").read_text()
+    bad = subprocess.run([*command[:-3], "--noise_kinds=cifar10n:best"], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode != 0 and "error: --noise_kinds=cifar10n:best is not a label set" in bad.stderr + bad.stdout
