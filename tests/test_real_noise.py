@@ -154,5 +154,11 @@ def test_the_benchmark_runs_a_human_label_set_end_to_end_and_scores_every_file(t
     assert cell["kind"] == "cifar10n:worst" and cell["rate"] is None
     assert row["files_scored"] == 200 and 0 <= row["roc_auc"] <= 1
     assert "| cifar10n:worst | ce | 1 |" in (tmp_path / "table.md").read_text()
+    # Run again: the finished run is neither trained nor detected again, and its row is the same.
+    issues = tmp_path / "runs" / "cifar10n-worst_n200_seed0" / "ce" / "detection_self_confidence" / "label_issues.csv"
+    written = issues.stat().st_mtime_ns
+    again = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=False)
+    assert again.returncode == 0 and issues.stat().st_mtime_ns == written
+    assert json.loads((tmp_path / "table.json").read_text())["cells"][0]["rows"] == [row]
     bad = subprocess.run([*command[:-3], "--noise_kinds=cifar10n:best"], capture_output=True, text=True, cwd=REPO)
     assert bad.returncode != 0 and "error: --noise_kinds=cifar10n:best is not a label set" in bad.stderr + bad.stdout
