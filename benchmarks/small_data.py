@@ -105,15 +105,19 @@ def make_data(root: Path, name: str) -> tuple[str, str, Path]:
 
 
 def score_detection(run: Path, truth_file: Path) -> dict:
-    """The detection of ``run`` against the truth that sample_data wrote."""
+    """The detection of ``run`` against the truth that sample_data wrote: the training split's rows (what the
+    estimate counts), and ROC AUC over every row."""
     with open(truth_file, newline="") as f:
         wrong = {r["origin"]: r["given_label"] != r["true_label"] for r in csv.DictReader(f)}
     (issues,) = run.glob("detection_*/label_issues.csv")
     with open(issues, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("split", "train") == "train"]
+        every = list(csv.DictReader(f))  # every example given: the validation split's rows are cross-fitted
+    rows = [r for r in every if r.get("split", "train") == "train"]
     where = next(iter(rows[0]))
     mask = np.asarray([wrong[r[where]] for r in rows])
     scores = np.asarray([float(r["score"]) for r in rows])
+    every_mask = np.asarray([wrong[r[where]] for r in every])
+    every_scores = np.asarray([float(r["score"]) for r in every])
     flagged = np.asarray([r["flagged"] == "1" for r in rows])
     summary = json.loads((issues.parent / "detection.json").read_text())
     return {
@@ -122,6 +126,8 @@ def score_detection(run: Path, truth_file: Path) -> dict:
         "estimated_noise_rate": summary["estimated_noise_rate"],
         "estimate_error_points": 100 * (summary["estimated_noise_rate"] - float(mask.mean())),
         "roc_auc": float(metrics.roc_auc_score(mask, scores)),
+        "files_scored": len(every),
+        "roc_auc_every_file": float(metrics.roc_auc_score(every_mask, every_scores)),
         "flagged": int(flagged.sum()),
         "precision": float(mask[flagged].mean()) if flagged.any() else None,
         "recall": float(flagged[mask].mean()),

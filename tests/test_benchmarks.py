@@ -69,3 +69,28 @@ def test_the_mnist_benchmarks_loop_reads_the_shared_flags_and_saves_after_every_
     ]
     assert len(done) == 4 and json.loads((tmp_path / "res.json").read_text())["cells"] == done
     assert (tmp_path / "res.md").read_text() == "4 cells\n"
+
+
+def test_small_data_scores_the_training_rows_and_every_row_against_the_truth(tmp_path):
+    import csv
+    import json
+
+    small = _load("small_data")
+    with open(tmp_path / "truth.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["origin", "given_label", "true_label"])
+        writer.writerows([(1, "a", "a"), (2, "b", "a"), (3, "b", "b"), (4, "a", "b"), (5, "a", "a")])
+    found = tmp_path / "run" / "detection_limit"
+    found.mkdir(parents=True)
+    with open(found / "label_issues.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["origin", "split", "score", "flagged"])  # wrong: 2 and 4; 4 is a validation row
+        writer.writerows([(1, "train", 0.1, 0), (2, "train", 0.9, 1), (3, "train", 0.2, 0), (4, "validation", 0.05, 0)])
+        writer.writerow((5, "validation", 0.6, 1))
+    (found / "detection.json").write_text(json.dumps({"estimated_noise_rate": 0.25, "score": "limit"}))
+    scored = small.score_detection(tmp_path / "run", tmp_path / "truth.csv")
+    assert scored["examples_scored"] == 3 and scored["files_scored"] == 5
+    assert scored["roc_auc"] == 1.0  # the training rows rank their one wrong label first
+    assert scored["roc_auc_every_file"] == 0.5  # 0.9 over 0.1, 0.2, 0.6; 0.05 under all three
+    assert scored["true_noise_rate"] == 1 / 3 and round(scored["estimate_error_points"], 6) == round(25 - 100 / 3, 6)
+    assert scored["precision"] == 1.0 and scored["recall"] == 1.0
