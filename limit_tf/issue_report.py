@@ -255,12 +255,10 @@ def describe(summary: dict, out_dir, top: int = 5) -> str:
             for r in rows
         ]
     if summary.get("estimated_clean_accuracy") is not None:
-        low, high = sorted((summary["mean_confidence"], summary["clean_accuracy_by_noise_estimate"]))
         lines.append(
             f"The classifier on the validation split: {100 * summary['validation_accuracy']:.1f}% on the given labels; "
-            f"against the true ones an estimated {100 * low:.0f}-{100 * high:.0f}% (its mean confidence, and what the "
-            "noise estimate implies; both are rough when the classifier is weak, and the lower one decides the "
-            "warning)."
+            f"against the true ones an estimated {100 * summary['estimated_clean_accuracy']:.0f}% (what the noise "
+            "estimate implies; it runs high when the classifier is weak and the estimate with it)."
         )
     if summary.get("trust_warning"):
         lines.append(f"Warning: {summary['trust_warning']}")

@@ -188,27 +188,29 @@ def load_trained_model(workdir_path):
 
 def validation_trust(val_probs: dict | None, dataset: data_lib.NoisyDataset, estimate) -> dict:
     """The classifier on the validation split: its accuracy on the given labels and its estimated clean
-    accuracy, with the warning when that is too low.
+    accuracy; and the warning when the detection should not be acted on (:func:`limit_tf.detection.trust_warning`:
+    that accuracy is low, or the estimated share of wrong labels is over half).
 
-    Two label-free estimates, and the lower of them counts: the accuracy that
-    the noise estimate implies (:func:`limit_tf.detection.estimated_clean_accuracy`;
-    a weak classifier makes the noise look high and this estimate high with
-    it) and the classifier's own mean confidence (:func:`limit_tf.detection.confidence`;
-    networks are overconfident).
+    The clean accuracy is what the noise estimate implies
+    (:func:`limit_tf.detection.estimated_clean_accuracy`). The classifier's
+    mean confidence is recorded beside it for reference; it errs both ways and
+    decides nothing.
     """
     if val_probs is None:
-        return {"validation_accuracy": None, "estimated_clean_accuracy": None, "trust_warning": None}
+        return {
+            "validation_accuracy": None,
+            "estimated_clean_accuracy": None,
+            "trust_warning": detection.trust_warning(None, estimate.noise_rate),
+        }
     probs = val_probs["classifier"]
     predicted = probs.argmax(axis=1)
-    observed = dataset.validation.labels
-    implied = detection.estimated_clean_accuracy(predicted, observed, estimate.joint)
-    clean = min(implied, detection.confidence(probs))
+    clean = detection.estimated_clean_accuracy(predicted, dataset.validation.labels, estimate.joint)
     return {
-        "validation_accuracy": float(np.mean(predicted == observed)),
+        "validation_accuracy": float(np.mean(predicted == dataset.validation.labels)),
         "estimated_clean_accuracy": clean,
-        "clean_accuracy_by_noise_estimate": implied,
+        "clean_accuracy_by_noise_estimate": clean,
         "mean_confidence": detection.confidence(probs),
-        "trust_warning": detection.trust_warning(clean),
+        "trust_warning": detection.trust_warning(clean, estimate.noise_rate),
     }
 
 

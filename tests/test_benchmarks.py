@@ -1,6 +1,7 @@
 """Benchmark helpers whose correctness a figure depends on."""
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 
@@ -94,3 +95,30 @@ def test_small_data_scores_the_training_rows_and_every_row_against_the_truth(tmp
     assert scored["roc_auc_every_file"] == 0.5  # 0.9 over 0.1, 0.2, 0.6; 0.05 under all three
     assert scored["true_noise_rate"] == 1 / 3 and round(scored["estimate_error_points"], 6) == round(25 - 100 / 3, 6)
     assert scored["precision"] == 1.0 and scored["recall"] == 1.0
+
+
+def test_the_trust_check_scores_the_warning_against_the_truth(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    trust = _load("trust_check")
+
+    def run(name, *, auc, precision, true, estimate, implied, confidence):
+        found = tmp_path / name / "detection_limit"
+        found.mkdir(parents=True)
+        (tmp_path / name / "results.json").write_text(json.dumps({"test_accuracy": 0.5}))
+        figures = {"roc_auc": auc, "precision": precision, "realized_noise_rate": true}
+        figures.update(estimated_noise_rate=estimate, clean_accuracy_by_noise_estimate=implied)
+        (found / "detection.json").write_text(json.dumps({**figures, "mean_confidence": confidence}))
+
+    run("strong", auc=0.99, precision=0.95, true=0.3, estimate=0.31, implied=0.95, confidence=0.35)  # underconfident
+    run("weak", auc=0.52, precision=0.17, true=0.16, estimate=0.51, implied=0.88, confidence=0.84)  # overconfident
+    run("unsure", auc=0.74, precision=0.32, true=0.16, estimate=0.15, implied=0.71, confidence=0.68)
+    f = SimpleNamespace(runs=[str(tmp_path / "*")], real_noise="absent", small_data="absent")
+    rows = {Path(r["run"]).name: r for r in trust.collect(f)}
+    assert [rows[n]["reliable"] for n in ("strong", "weak", "unsure")] == [True, False, False]
+    assert [rows[n]["warns"] for n in ("strong", "weak", "unsure")] == [False, True, True]
+    assert [rows[n]["warned_before"] for n in ("strong", "weak", "unsure")] == [True, False, True]
+    summary = trust.summarize(list(rows.values()))
+    assert summary["verdicts_right"] == 3 and summary["false_alarms_before"] == 1 and summary["missed_before"] == 1
+    assert "3 runs, 2 unreliable. The warning: right on 3" in trust.to_markdown(list(rows.values()), summary)

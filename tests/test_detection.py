@@ -143,8 +143,10 @@ def test_detect_in_run_writes_outputs(tmp_path):
     )
     # A one-epoch network is weak: the detection says how weak, and not to trust it.
     assert 0 <= report["estimated_clean_accuracy"] <= 1 and 0 <= report["validation_accuracy"] <= 1
-    if report["estimated_clean_accuracy"] < detection.TRUSTED_ACCURACY:
-        assert report["trust_warning"] and any(line.startswith("Warning: the classifier's") for line in text)
+    weak = report["estimated_clean_accuracy"] < detection.TRUSTED_ACCURACY
+    assert bool(report["trust_warning"]) == (weak or report["estimated_noise_rate"] > detection.TRUSTED_NOISE)
+    if report["trust_warning"]:
+        assert f"Warning: {report['trust_warning']}" in text
     assert any(line.startswith("The classifier on the validation split:") for line in text)
     assert runs.detect_in_run(tmp_path / "run", score="normalized_margin")["num_examples"] == 200
     # A damaged best.keras: the run's weights file serves instead, with a warning (not "File not found").
@@ -294,9 +296,21 @@ def test_the_clean_accuracy_is_estimated_from_noisy_labels_and_a_weak_classifier
     assert np.mean(predicted == observed) == pytest.approx(0.8 * 0.6 + 0.2 * 0.4 / 9, abs=0.01)  # what val shows
     assert detection.estimated_clean_accuracy(predicted, observed, joint) == pytest.approx(0.8, abs=0.01)
     assert detection.confidence([[0.9, 0.1], [0.4, 0.6]]) == pytest.approx(0.75)
-    assert detection.trust_warning(0.85) is None
+    assert detection.trust_warning(0.85) is None and detection.trust_warning(0.85, 0.4) is None
+    assert detection.trust_warning(None, 0.3) is None  # no validation split: only the estimate can warn
     assert "estimated clean accuracy is only 39%" in detection.trust_warning(0.39)
-    assert "only 69% (under 70%)" in detection.trust_warning(0.6996)  # rounded down: never "70% (under 70%)"
+    assert "only 74% (under 75%)" in detection.trust_warning(0.7496)  # rounded down: never "75% (under 75%)"
+
+
+def test_an_estimate_over_half_warns_even_when_the_implied_accuracy_looks_high():
+    # A weak classifier counts its own mistakes as wrong labels, and the accuracy the estimate implies rises
+    # with it (CIFAR-10, LIMIT_L: 40% clean, 51% of the labels estimated wrong against 16%, implied 88%).
+    line = detection.trust_warning(0.877, 0.509)
+    assert line.startswith("50.9% of the labels are estimated wrong, over half") and "suspects_grid.png" in line
+    assert detection.trust_warning(None, 0.7).startswith("70.0% of the labels")
+    assert detection.trust_warning(0.877, 0.5) is None
+    both = detection.trust_warning(0.6, 0.7)
+    assert both.startswith("the classifier's estimated clean accuracy is only 60% (under 75%), and 70.0% of the")
 
 
 def test_suspect_titles_name_the_file_and_the_suggested_label():
@@ -315,3 +329,25 @@ def test_temperature_scaling_undoes_overconfidence():
     assert detection.temperature(overconfident, labels) == pytest.approx(2.0, rel=0.1)
     assert detection.temperature(calibrated, labels) == pytest.approx(1.0, rel=0.1)
     np.testing.assert_allclose(detection.scaled(overconfident, 2.0), calibrated, atol=1e-9)
+
+
+def test_an_underconfident_classifier_that_is_right_is_trusted():
+    # Early-stopped CE on a small table predicts nearly flat probabilities with the right argmax (wine: mean
+    # confidence 0.36 at 92% clean accuracy): its confidence decides nothing.
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    n, k = 3000, 3
+    clean = rng.integers(0, k, n)
+    observed = np.where(rng.random(n) < 0.25, (clean + rng.integers(1, k, n)) % k, clean)
+    predicted = np.where(rng.random(n) < 0.95, clean, (clean + 1) % k)
+    probs = np.full((n, k), 0.32)
+    probs[np.arange(n), predicted] = 0.36
+    joint = np.zeros((k, k))
+    np.add.at(joint, (observed, clean), 1.0)
+    estimate = SimpleNamespace(joint=joint, noise_rate=float(np.mean(observed != clean)))
+    dataset = SimpleNamespace(validation=SimpleNamespace(labels=observed))
+    out = runs.validation_trust({"classifier": probs}, dataset, estimate)
+    assert out["mean_confidence"] == pytest.approx(0.36)
+    assert out["estimated_clean_accuracy"] == pytest.approx(0.95, abs=0.03) and out["trust_warning"] is None
+    assert runs.validation_trust(None, dataset, SimpleNamespace(noise_rate=0.6))["trust_warning"].startswith("60.0%")
