@@ -33,6 +33,8 @@ EARLIER = 0.7  # the earlier rule: min(implied accuracy, mean confidence) under 
 def define_flags() -> None:
     from absl import flags
 
+    from limit_tf import cli
+
     flags.DEFINE_list(
         "runs",
         [str(HERE / "runs" / "noise_estimate" / "*" / "*" / "*")],
@@ -42,7 +44,7 @@ def define_flags() -> None:
     flags.DEFINE_string("real_noise_root", str(HERE / "runs" / "real_noise"), "Where its runs are.")
     flags.DEFINE_string("small_data", str(HERE / "results" / "small_data.json"), "small_data.py's results.")
     flags.DEFINE_string("small_data_root", str(HERE / "runs" / "small_data_v3"), "Where its runs are.")
-    flags.DEFINE_string("out", str(HERE / "results" / "trust_check"), "A path prefix (.json and .md added).")
+    cli.define_shared_flags(out=(str(HERE / "results" / "trust_check"), "a path prefix (.json and .md added)."))
 
 
 def _detection(run: Path) -> dict | None:
