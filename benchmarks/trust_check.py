@@ -52,6 +52,12 @@ def _detection(run: Path) -> dict | None:
     return json.loads(found[0].read_text()) if found else None
 
 
+def _shown(run: Path) -> str:
+    """The run's path relative to the repository when it lies inside it."""
+    where = run.resolve()
+    return str(where.relative_to(HERE.parent)) if where.is_relative_to(HERE.parent) else str(run)
+
+
 def _row(run: Path, truth: dict) -> dict | None:
     """One run: what detection knew, the truth, and both rules' verdicts; None when it recorded no trust figures."""
     from limit_tf import detection
@@ -69,7 +75,7 @@ def _row(run: Path, truth: dict) -> dict | None:
     )
     results = json.loads((run / "results.json").read_text())
     return {
-        "run": str(run.resolve().relative_to(HERE.parent)) if run.resolve().is_relative_to(HERE.parent) else str(run),
+        "run": _shown(run),
         "test_accuracy": results.get("test_accuracy"),
         "roc_auc": truth["roc_auc"],
         "precision": truth["precision"],
@@ -96,9 +102,11 @@ def collect(f) -> list[dict]:
                 }
                 rows.append(_row(run, truth))
     if Path(f.real_noise).is_file():
-        for cell in json.loads(Path(f.real_noise).read_text())["cells"]:
-            noise = cell["kind"] if cell["rate"] is None else f"{cell['kind']}{cell['rate']:g}"
-            name = f"{noise.replace(':', '-')}_n{json.loads(Path(f.real_noise).read_text())['n']}_seed{cell['seed']}"
+        import real_noise  # beside this script: its runs' names
+
+        table = json.loads(Path(f.real_noise).read_text())
+        for cell in table["cells"]:
+            name = real_noise.cell_name(cell["kind"], cell["rate"], table["n"], cell["seed"])
             for r in cell["rows"]:
                 if r.get("roc_auc") is not None and r["method"] != "cleanlab":
                     truth = {"roc_auc": r["roc_auc"], "precision": r["precision"], "true_rate": r["true_rate_train"]}
@@ -171,6 +179,7 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(HERE.parent))
     from limit_tf import cli
 

@@ -208,7 +208,7 @@ def validation_trust(val_probs: dict | None, dataset: data_lib.NoisyDataset, est
     return {
         "validation_accuracy": float(np.mean(predicted == dataset.validation.labels)),
         "estimated_clean_accuracy": clean,
-        "clean_accuracy_by_noise_estimate": clean,
+        "clean_accuracy_by_noise_estimate": clean,  # the same figure, under the name earlier versions wrote
         "mean_confidence": detection.confidence(probs),
         "trust_warning": detection.trust_warning(clean, estimate.noise_rate),
     }
