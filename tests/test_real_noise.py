@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from limit_tf import detection
 from tests.conftest import REPO
 from tests.test_benchmarks import _load
 from tests.test_cifar_n import _save_like_torch
@@ -121,13 +122,22 @@ def test_rows_are_scored_against_the_truth_and_tabulated_per_noise_and_method(tm
     assert scored["true_rate_train"] == pytest.approx(2 / 3)
 
     cells = [
-        {"kind": "uniform", "rate": 0.4, "rows": [{"method": "ce", "test_accuracy": 0.5, "wall_s": 60}]},
-        {"kind": "uniform", "rate": 0.4, "rows": [{"method": "ce", "test_accuracy": 0.7, "wall_s": 120}]},
+        {
+            "kind": "uniform",
+            "rate": 0.4,
+            "rows": [{"method": "ce", "test_accuracy": 0.5, "wall_s": 60, "trust_warning": None}],
+        },
+        {
+            "kind": "uniform",
+            "rate": 0.4,
+            "rows": [{"method": "ce", "test_accuracy": 0.7, "wall_s": 120, "trust_warning": "weak"}],
+        },
         {"kind": "cifar10n:worst", "rate": None, "rows": [{"method": "cleanlab", "roc_auc": 0.8, "wall_s": 60}]},
     ]
     table = rn.to_markdown(cells).splitlines()
-    assert table[2].startswith("| uniform 0.4 | ce | 2 | 0.600 +- 0.141 |") and table[2].endswith("| 1.500 +- 0.707 |")
-    assert table[3].startswith("| cifar10n:worst | cleanlab | 1 | - | 0.800 |")
+    assert table[2].startswith("| uniform 0.4 | ce | 2 | 0.600 +- 0.141 |")
+    assert table[2].endswith("| 1.500 +- 0.707 | 1 of 2 |")  # detection warned on one seed of two
+    assert table[3].startswith("| cifar10n:worst | cleanlab | 1 | - | 0.800 |") and table[3].endswith("| - |")
 
 
 @pytest.mark.slow
@@ -154,8 +164,13 @@ def test_the_benchmark_runs_a_human_label_set_end_to_end_and_scores_every_file(t
     assert cell["kind"] == "cifar10n:worst" and cell["rate"] is None
     assert row["files_scored"] == 200 and 0 <= row["roc_auc"] <= 1
     assert "| cifar10n:worst | ce | 1 |" in (tmp_path / "table.md").read_text()
-    # Run again: the finished run is neither trained nor detected again, and its row is the same.
     issues = tmp_path / "runs" / "cifar10n-worst_n200_seed0" / "ce" / "detection_self_confidence" / "label_issues.csv"
+    recorded = json.loads((issues.parent / "detection.json").read_text())
+    rule = detection.trust_warning(recorded["clean_accuracy_by_noise_estimate"], recorded["estimated_noise_rate"])
+    assert row["trust_warning"] == rule
+    # Run again: the finished run is neither trained nor detected again, and its row is the same, its warning
+    # still the current rule's even where the recorded detection predates it.
+    (issues.parent / "detection.json").write_text(json.dumps({**recorded, "trust_warning": "an earlier rule's"}))
     written = issues.stat().st_mtime_ns
     again = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=False)
     assert again.returncode == 0 and issues.stat().st_mtime_ns == written
