@@ -32,6 +32,12 @@ the folder, and this script scores every row of each run's
   cross-validated probabilities of the same CE network over the training
   split, ranked by self-confidence. It has no clean test accuracy of its own.
 
+Seeds (``--seeds``): for ``uniform`` and ``pair`` a seed draws the noise
+again and the runs keep the recipe's defaults (``--seed=0`` among them), as
+a person's would, so the spread over seeds is the noise draw's; a CIFAR-10N
+label set is the same on every seed, so there the seed is the runs'
+``--seed`` (the validation split and the initial weights).
+
 Reported per row: clean test accuracy; over every file of the folder, ROC AUC
 of the score and the flagged files' precision and recall; the estimated share
 of wrong labels against the training split's true share; wall time
@@ -456,16 +462,19 @@ def main(argv) -> None:
             print(f"{name}: {100 * truth['realized_rate']:.1f}% of the labels are wrong", flush=True)
             cell = {"kind": kind, "rate": rate, "seed": seed, "realized_rate": truth["realized_rate"], "rows": []}
             cells.append(cell)
+            # A synthetic kind's seed draws the noise, and its runs keep the recipe's defaults (--seed=0 among them),
+            # as a person's would; a human label set is the same on every seed, so there the seed is the runs'.
+            extra = list(f.extra) if rate is not None else [f"--seed={seed}", *f.extra]
             for method in f.methods:
                 run = root / name / method
                 if f.only_finished and not _finished(method, run):
                     continue
                 run.parent.mkdir(parents=True, exist_ok=True)
                 if method == "cleanlab":
-                    row = cleanlab_row(folder / "train", clean / "test", root / name, truth, f.extra)
+                    row = cleanlab_row(folder / "train", clean / "test", root / name, truth, extra)
                 else:
                     limit_run = root / name / "limit"
-                    row = one_run(method, folder / "train", clean / "test", run, truth, limit_run, f.extra)
+                    row = one_run(method, folder / "train", clean / "test", run, truth, limit_run, extra)
                 print(json.dumps(row), flush=True)
                 cell["rows"].append(row)
                 _save(f, cells)  # after every row: an interrupted benchmark keeps what it finished

@@ -152,18 +152,25 @@ def test_the_benchmark_runs_a_human_label_set_end_to_end_and_scores_every_file(t
         f"--out={tmp_path / 'table'}",
         "--n=200",
         "--test_n=40",
-        "--seeds=1",
+        "--seeds=2",
         "--noise_kinds=cifar10n:worst",
         "--methods=ce",
         "--extra=--epochs=2,--architecture=mlp",
     ]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    (cell,) = json.loads((tmp_path / "table.json").read_text())["cells"]
+    cell, other = json.loads((tmp_path / "table.json").read_text())["cells"]
     (row,) = cell["rows"]
     assert cell["kind"] == "cifar10n:worst" and cell["rate"] is None
     assert row["files_scored"] == 200 and 0 <= row["roc_auc"] <= 1
-    assert "| cifar10n:worst | ce | 1 |" in (tmp_path / "table.md").read_text()
+    assert "| cifar10n:worst | ce | 2 |" in (tmp_path / "table.md").read_text()
+    # The human labels are the same on both seeds, so the seed is the runs' own: another split and other weights.
+    assert other["realized_rate"] == cell["realized_rate"]
+    configs = [
+        json.loads((tmp_path / "runs" / f"cifar10n-worst_n200_seed{s}" / "ce" / "config.json").read_text())
+        for s in (0, 1)
+    ]
+    assert [c["seed"] for c in configs] == [0, 1]
     issues = tmp_path / "runs" / "cifar10n-worst_n200_seed0" / "ce" / "detection_self_confidence" / "label_issues.csv"
     recorded = json.loads((issues.parent / "detection.json").read_text())
     rule = detection.trust_warning(recorded["clean_accuracy_by_noise_estimate"], recorded["estimated_noise_rate"])
@@ -175,5 +182,6 @@ def test_the_benchmark_runs_a_human_label_set_end_to_end_and_scores_every_file(t
     again = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=False)
     assert again.returncode == 0 and issues.stat().st_mtime_ns == written
     assert json.loads((tmp_path / "table.json").read_text())["cells"][0]["rows"] == [row]
+    assert json.loads((tmp_path / "table.json").read_text())["cells"][1] == other
     bad = subprocess.run([*command[:-3], "--noise_kinds=cifar10n:best"], capture_output=True, text=True, cwd=REPO)
     assert bad.returncode != 0 and "error: --noise_kinds=cifar10n:best is not a label set" in bad.stderr + bad.stdout
