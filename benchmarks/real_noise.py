@@ -62,6 +62,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CIFAR = "cifar10_jpeg/cifar10_jpeg.npz"
 METHODS = ("limit", "limit_l", "ce", "ce_cleaned", "cleanlab")
+# Detection's default flagging rule; a detection made by an earlier one is made again (before it, detection
+# flagged over all files with one threshold, and the record had no "flagging" key).
+FLAGGING = "estimate, class by class"
 CLEANLAB_FOLDS = 4
 FLAGS_OF = {
     "limit": ("--method=limit",),
@@ -226,19 +229,20 @@ def _python(args, log: Path) -> float:
 
 
 def _score_rows(issues: Path, truth: dict) -> dict:
-    """ROC AUC, precision and recall over every row of ``label_issues.csv``, against the truth."""
+    """ROC AUC, precision and recall over every row of ``label_issues.csv``, against the truth: the AUC of
+    its ``rank`` (the list as a person reads it; flagged class by class, it is not the raw score's order)."""
     from sklearn import metrics as skm
 
     with open(issues, newline="") as f:
         rows = list(csv.DictReader(f))
     wrong = np.array([truth["true_label"][r["path"]] != r["observed_label"] for r in rows])
-    scores = np.array([float(r["score"]) for r in rows])
+    order = np.array([-int(r["rank"]) for r in rows])
     flagged = np.array([r["flagged"] == "1" for r in rows])
     train = np.array([r["split"] == "train" for r in rows])
     tp = float((flagged & wrong).sum())
     return {
         "files_scored": len(rows),
-        "roc_auc": float(skm.roc_auc_score(wrong, scores)),
+        "roc_auc": float(skm.roc_auc_score(wrong, order)),
         "precision": tp / max(flagged.sum(), 1),
         "recall": tp / max(wrong.sum(), 1),
         "true_rate_train": float(wrong[train].mean()),
@@ -286,14 +290,16 @@ def one_run(method: str, folder: Path, test: Path, run: Path, truth: dict, limit
 
 def _detect(run: Path, score: str) -> float:
     """Runs detection on a finished run, once: a rerun of the benchmark reuses it (and its wall time) while it is
-    newer than the training's results."""
+    newer than the training's results and was made by the current flagging rule (:data:`FLAGGING`)."""
     from limit_tf import workdir
 
     record = run / f"detection_{score}" / "benchmark.json"
     if record.is_file() and record.stat().st_mtime >= (run / "results.json").stat().st_mtime:
-        return json.loads(record.read_text())["detect_s"]
+        kept = json.loads(record.read_text())
+        if kept.get("flagging") == FLAGGING:
+            return kept["detect_s"]
     detect_s = _python(["-m", "limit_tf.detection", f"--run={run}"], run.parent / f"{run.name}.log")
-    workdir.write_text(record, json.dumps({"detect_s": detect_s}))
+    workdir.write_text(record, json.dumps({"detect_s": detect_s, "flagging": FLAGGING}))
     return detect_s
 
 

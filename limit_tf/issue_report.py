@@ -3,7 +3,9 @@
 In the output folder of :func:`limit_tf.runs.detect_in_run`:
 
 - ``label_issues.csv``: one row per example you gave (the training split
-  and the validation split), most suspicious first. Its first column says where the example is in your data: ``path``
+  and the validation split), the flagged ones first, each part most
+  suspicious first (by how far the score lies above the threshold of the
+  row's observed class when detection flags class by class, the default). Its first column says where the example is in your data: ``path``
   (image folders: the file, relative to the folder), ``line`` (CSV: the line
   in the file, the header being line 1, as editors and spreadsheets number
   it), ``x_index`` (npz: the 0-based index into ``x``), ``origin``
@@ -12,7 +14,7 @@ In the output folder of :func:`limit_tf.runs.detect_in_run`:
   ``suggested_label`` (class names), ``score``, ``rank``, ``flagged``,
   ``split`` (``train``: scored by the model that trained on it;
   ``validation``: scored by the same model, which never trained on it, and
-  flagged at the training ranking's threshold), ``split_index`` (the
+  flagged at the training ranking's thresholds), ``split_index`` (the
   position in that split; ``--clean_from`` reads the training rows), and
   ``true_label`` when the truth is known (benchmarks);
 - ``detection.json``: the summary (estimated noise rate and the estimator,
@@ -65,18 +67,21 @@ def save(
     out.mkdir(parents=True, exist_ok=True)
     names = list(dataset.class_names)
     truth_known = dataset.truth_known
-    parts = [("train", detection.scores, detection.flagged, suggested)]
+    parts = [("train", detection.scores, detection.margins(), detection.flagged, suggested)]
     if validation is not None and len(dataset.validation):
-        parts.append(("validation", validation["scores"], validation["flagged"], validation["suggested"]))
+        margins = validation.get("margins")
+        if margins is None:
+            margins = detection.margins(validation["scores"], dataset.validation.labels)
+        parts.append(("validation", validation["scores"], margins, validation["flagged"], validation["suggested"]))
     rows = []
     origin_name = origin_column(dataset)[0]
-    for split, scores, flagged, suggested_labels in parts:
+    for split, scores, margins, flagged, suggested_labels in parts:
         part = getattr(dataset, split)
         _, origins = origin_column(dataset, split)
         for i in range(len(part)):
             rows.append(
                 (
-                    float(scores[i]),
+                    (bool(flagged[i]), float(margins[i]), float(scores[i])),
                     [
                         origins[i],
                         names[part.labels[i]],
@@ -90,7 +95,9 @@ def save(
                     + ([names[part.clean_labels[i]]] if truth_known else []),
                 )
             )
-    rows.sort(key=lambda r: -r[0])  # stable: ties keep the training examples first, in index order
+    # Flagged first, then by the margin over the threshold that applies (class by class: the row's class's),
+    # then by score; stable: ties keep the training examples first, in index order.
+    rows.sort(key=lambda r: r[0], reverse=True)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     header = [origin_name, "observed_label", "suggested_label", "score", "rank", "flagged", "split", "split_index"]
@@ -227,16 +234,23 @@ def describe(summary: dict, out_dir, top: int = 5) -> str:
         more = (
             f" The {summary['validation_scored']} validation examples are listed too (split=validation; scored by "
             f"the same model, which never trained on them): {summary['validation_flagged']} flagged at the same "
-            "score threshold."
+            f"score threshold{'s' if 'class_thresholds' in summary else ''}."
         )
     else:
         more = ""
-    how = "as many as estimated" if summary["flagged_by"] == "estimate" else "by your budget or threshold"
+    how = {
+        "estimate": "as many as estimated",
+        "estimate, class by class": "as many as estimated, in the classes where it finds them",
+    }.get(summary["flagged_by"], "by your budget or threshold")
     lines = [
         f"{n} training examples; estimated {summary['estimated_issues']} wrong labels "
         f"({100 * summary['estimated_noise_rate']:.1f}%{_interval(summary)}, {_estimator(summary)}); "
         f"flagged {flagged} ({how}) by the {summary['score']} score.{more}"
     ]
+    per_class = summary.get("flagged_per_class")
+    if isinstance(per_class, dict) and flagged:
+        most = sorted(per_class.items(), key=lambda kv: -kv[1])[:5]
+        lines.append("Flagged most under: " + ", ".join(f"{name} {count}" for name, count in most if count) + ".")
     if summary["truth_known"]:
         lines.append(
             f"Known truth: {100 * summary['realized_noise_rate']:.1f}% of the labels are wrong; "

@@ -236,11 +236,18 @@ def output_dir(workdir_path, score: str) -> Path:
 
 
 def detect_in_run(
-    workdir_path, *, score: str | None = None, threshold: float | None = None, budget=None, out_dir=None
+    workdir_path,
+    *,
+    score: str | None = None,
+    threshold: float | None = None,
+    budget=None,
+    out_dir=None,
+    per_class: bool = True,
 ) -> dict:
     """Finds the training labels of a run that look wrong; writes ``<workdir>/detection_<score>/``.
 
     How many to flag is estimated from the run's classifier (:func:`limit_tf.detection.estimate_noise`),
+    and in which classes (:func:`limit_tf.detection.class_budgets`; ``per_class=False``: over all examples),
     unless ``budget`` or ``threshold`` says it; which ones, by ``score``.
 
     Args:
@@ -275,7 +282,12 @@ def detect_in_run(
         threshold=threshold,
         budget=budget,
         noise_mask=dataset.train.noise_mask if dataset.truth_known else None,
+        per_class=per_class,
     )
+    names = list(dataset.class_names)
+    summary["flagged_per_class"] = dict(zip(names, summary["flagged_per_class"], strict=True))
+    if "class_thresholds" in summary:
+        summary["class_thresholds"] = dict(zip(names, summary["class_thresholds"], strict=True))
     summary = {"score": score, **summary, "truth_known": dataset.truth_known}
     summary["estimated_noise_interval"] = list(
         detection.estimate_interval(probs["classifier"], labels, predictor_probs=probs.get("predictor"))
@@ -285,16 +297,13 @@ def detect_in_run(
         "classifier": detection.estimate_noise(probs["classifier"], labels).noise_rate,
         **other_estimates(probs, val_probs, labels, dataset.validation.labels),
     }
-    validation = score_validation(val_probs, dataset, score, found.threshold)
+    validation = score_validation(val_probs, dataset, score, found)
     if validation is not None:
         summary["validation_scored"] = len(validation["scores"])
         summary["validation_flagged"] = int(validation["flagged"].sum())
         if dataset.truth_known:  # out-of-sample scores against the truth (benchmarks)
             mask = dataset.validation.noise_mask
-            ranked = detection.rank(
-                validation["scores"], threshold=found.threshold if np.isfinite(found.threshold) else 1e300
-            )
-            measured = detection.evaluate(ranked, mask)
+            measured = detection.evaluate(found.apply(validation["scores"], dataset.validation.labels), mask)
             summary.update(
                 {f"validation_{k}": measured[k] for k in ("roc_auc", "precision", "recall") if k in measured}
             )
@@ -315,11 +324,18 @@ def detect_in_run(
 
 
 def score_validation(
-    val_probs: dict | None, dataset: data_lib.NoisyDataset, score: str, threshold: float
+    val_probs: dict | None, dataset: data_lib.NoisyDataset, score: str, found: detection.Detection
 ) -> dict | None:
     """The validation split scored by the same model (out of sample: it never trained on it) and flagged
-    at the training ranking's ``threshold``, so that every example given has a row; None without one."""
+    at the training ranking's threshold(s) (``found``'s, class by class when it flagged so), so that every
+    example given has a row; None without one."""
     if val_probs is None:
         return None
-    scores = detection.score(score, val_probs, dataset.validation.labels)
-    return {"scores": scores, "flagged": scores >= threshold, "suggested": val_probs["classifier"].argmax(axis=1)}
+    labels = dataset.validation.labels
+    scores = detection.score(score, val_probs, labels)
+    return {
+        "scores": scores,
+        "flagged": found.apply(scores, labels).flagged,
+        "margins": found.margins(scores, labels),
+        "suggested": val_probs["classifier"].argmax(axis=1),
+    }

@@ -105,19 +105,21 @@ def test_synthetic_cells_follow_the_rates_and_a_human_set_is_one_cell_named_with
 def test_rows_are_scored_against_the_truth_and_tabulated_per_noise_and_method(tmp_path):
     rn = _load("real_noise")
     truth = {"true_label": {"a/1.png": "a", "b/2.png": "a", "b/3.png": "b", "a/4.png": "b"}}
-    rows = [  # path, observed label, split, score, flagged: files 2 and 4 are wrong
-        ("a/1.png", "a", "train", 0.1, 0),
-        ("b/2.png", "b", "train", 0.9, 1),
-        ("b/3.png", "b", "validation", 0.8, 1),
-        ("a/4.png", "a", "train", 0.2, 0),
+    rows = [  # path, observed label, split, score, rank, flagged: files 2 and 4 are wrong
+        ("a/1.png", "a", "train", 0.1, 4, 0),
+        ("b/2.png", "b", "train", 0.9, 1, 1),
+        ("b/3.png", "b", "validation", 0.8, 3, 1),
+        ("a/4.png", "a", "train", 0.2, 2, 0),
     ]
     with open(tmp_path / "label_issues.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["path", "observed_label", "split", "score", "flagged"])
+        writer.writerow(["path", "observed_label", "split", "score", "rank", "flagged"])
         writer.writerows(rows)
     scored = rn._score_rows(tmp_path / "label_issues.csv", truth)
     assert scored["files_scored"] == 4
-    assert scored["roc_auc"] == pytest.approx(0.75)  # wrong 0.9, 0.2 over right 0.1, 0.8: 3 of 4 pairs
+    # The AUC of the list's order (rank: 2, 4 | 3, 1), not of the scores (0.9, 0.2 over 0.1, 0.8 would be 0.75):
+    # flagged class by class, a file of a class with a lower threshold ranks above a higher score.
+    assert scored["roc_auc"] == pytest.approx(1.0)
     assert scored["precision"] == pytest.approx(0.5) and scored["recall"] == pytest.approx(0.5)
     assert scored["true_rate_train"] == pytest.approx(2 / 3)
 
@@ -138,6 +140,20 @@ def test_rows_are_scored_against_the_truth_and_tabulated_per_noise_and_method(tm
     assert table[2].startswith("| uniform 0.4 | ce | 2 | 0.600 +- 0.141 |")
     assert table[2].endswith("| 1.500 +- 0.707 | 1 of 2 |")  # detection warned on one seed of two
     assert table[3].startswith("| cifar10n:worst | cleanlab | 1 | - | 0.800 |") and table[3].endswith("| - |")
+
+
+def test_a_detection_made_by_an_earlier_flagging_rule_is_made_again(tmp_path, monkeypatch):
+    rn = _load("real_noise")
+    calls = []
+    monkeypatch.setattr(rn, "_python", lambda args, log: calls.append(args) or 2.5)
+    run = tmp_path / "limit"
+    (run / "detection_limit").mkdir(parents=True)
+    (run / "results.json").write_text("{}")
+    record = run / "detection_limit" / "benchmark.json"
+    record.write_text(json.dumps({"detect_s": 30.0}))  # before the rule was recorded: one threshold over all
+    assert rn._detect(run, "limit") == 2.5 and len(calls) == 1
+    assert json.loads(record.read_text()) == {"detect_s": 2.5, "flagging": rn.FLAGGING}
+    assert rn._detect(run, "limit") == 2.5 and len(calls) == 1  # made by the current rule: reused
 
 
 @pytest.mark.slow

@@ -14,10 +14,12 @@ likely wrong:
 
 :func:`estimate_noise` estimates how many labels are wrong without being
 told (confident learning's per-class thresholds, on probabilities that did
-not learn the labels: LIMIT's classifier never sees them); :func:`rank`
+not learn the labels: LIMIT's classifier never sees them) and, through its
+confident joint, in which classes (:func:`class_budgets`); :func:`rank`
 turns scores into ranked indices and a flag mask (that many, or a threshold
-or budget); :func:`evaluate` measures them against a known corruption mask
-with scikit-learn's metrics; :func:`detect` does the three in a row.
+or budget, over all examples or class by class); :func:`evaluate` measures
+them against a known corruption mask with scikit-learn's metrics;
+:func:`detect` does the three in a row.
 
 A run's work dir is read by :mod:`limit_tf.runs` (``runs.detect_in_run``
 scores a trained run and writes ``label_issues.csv``); from the command
@@ -85,33 +87,88 @@ class Detection:
 
     Attributes:
       scores: per-example scores (N,).
-      ranked: indices sorted from most to least suspicious.
+      ranked: indices from most to least suspicious: the flagged ones first,
+        each part by its margin over its threshold (see :meth:`margins`), ties
+        by score.
       flagged: boolean mask (N,) of the examples flagged as mislabeled.
-      threshold: the score at or above which an example is flagged.
+      threshold: the score at or above which an example is flagged (class by
+        class: the lowest of ``class_thresholds``; ``inf`` when none is).
+      class_thresholds: ``None``, or per observed class the score at or above
+        which its examples are flagged (``inf``: none of them).
+      labels: with ``class_thresholds``, the observed labels (N,).
     """
 
     scores: np.ndarray
     ranked: np.ndarray
     flagged: np.ndarray
     threshold: float
+    class_thresholds: np.ndarray | None = None
+    labels: np.ndarray | None = None
+
+    def margins(self, scores=None, labels=None) -> np.ndarray:
+        """How far each score lies above the threshold that applies to it (its class's, class by class);
+        ``>= 0`` is flagged, ``-inf`` where nothing of its class is. Without arguments: the ranked examples'."""
+        s = self.scores if scores is None else np.asarray(scores, np.float64)
+        if self.class_thresholds is None:
+            return s - self.threshold
+        y = self.labels if labels is None else _labels_for(self.class_thresholds, labels, s)
+        return s - self.class_thresholds[y]
+
+    def apply(self, scores, labels=None) -> Detection:
+        """Other examples (a validation split, scored by the same model) flagged at the same threshold(s)."""
+        if self.class_thresholds is None:
+            return rank(scores, threshold=self.threshold)
+        return rank(scores, threshold=self.class_thresholds, labels=labels)
+
+    def ranking_key(self) -> np.ndarray:
+        """A number per example that orders them as ``ranked`` does (higher = more suspicious): the scores
+        themselves for one threshold over all examples, else the position in ``ranked``."""
+        if self.class_thresholds is None:
+            return self.scores
+        key = np.empty(len(self.scores))
+        key[self.ranked] = np.arange(len(self.scores), 0, -1)
+        return key
 
 
-def rank(scores, *, threshold: float | None = None, budget: int | float | None = None) -> Detection:
-    """Ranks examples and flags those at or above ``threshold``, or the top ``budget``.
+def _labels_for(per_class, labels, scores) -> np.ndarray:
+    y = np.asarray(labels).astype(np.int64).reshape(-1)
+    if y.shape != np.shape(scores):
+        raise ValueError(f"labels {y.shape} and scores {np.shape(scores)} do not match: one label per score.")
+    if y.size and (y.min() < 0 or y.max() >= len(per_class)):
+        raise ValueError(f"labels span [{y.min()}, {y.max()}]: a per-class value is given for [0, {len(per_class)}).")
+    return y
+
+
+def _ranked(scores, margins, flagged) -> np.ndarray:
+    # np.lexsort sorts by its last key first: flagged first, then by margin, then by score (all descending).
+    return np.lexsort((-scores, -margins, ~flagged))
+
+
+def rank(scores, *, threshold=None, budget=None, labels=None) -> Detection:
+    """Ranks examples and flags those at or above ``threshold``, or the top ``budget``, over all examples or,
+    with ``labels``, class by class.
 
     Args:
       scores: (N,) scores, higher = more suspicious.
-      threshold: flag scores >= threshold.
+      threshold: flag scores >= threshold (``inf``: none). With ``labels``,
+        one per class: an example is flagged at its observed class's.
       budget: flag this many (an int) or this fraction (a float in (0, 1]) of
-        the most suspicious examples. Exactly one of threshold and budget.
+        the most suspicious examples. With ``labels``, a count per class: the
+        most suspicious that many of the examples labelled with it.
+      labels: (N,) observed labels, for a per-class ``threshold`` or
+        ``budget``. Exactly one of threshold and budget.
     """
     s = np.asarray(scores, np.float64)
     if s.ndim != 1 or not np.all(np.isfinite(s)):
         raise ValueError("scores must be a 1-D array of finite numbers.")
     if (threshold is None) == (budget is None):
         raise ValueError("give exactly one of threshold= and budget=.")
-    if threshold is not None and not np.isfinite(threshold):
-        raise ValueError(f"threshold={threshold!r} is not allowed: it must be a finite number.")
+    if labels is not None:
+        return _rank_by_class(s, threshold, budget, labels)
+    if np.ndim(threshold) or np.ndim(budget):
+        raise ValueError("a threshold or budget per class needs labels= (the observed label of each score).")
+    if threshold is not None and (np.isnan(threshold) or threshold == -np.inf):
+        raise ValueError(f"threshold={threshold!r} is not allowed: it must be a number (inf: flag none).")
     ranked = np.argsort(-s, kind="stable")
     if budget is not None:
         count = int(round(budget * len(s))) if isinstance(budget, float) else int(budget)
@@ -125,6 +182,44 @@ def rank(scores, *, threshold: float | None = None, budget: int | float | None =
     else:
         flagged = s >= threshold
     return Detection(scores=s, ranked=ranked, flagged=flagged, threshold=float(threshold))
+
+
+def _rank_by_class(s: np.ndarray, threshold, budget, labels) -> Detection:
+    per_class = np.asarray(threshold if budget is None else budget)
+    if per_class.ndim != 1 or not per_class.size:
+        raise ValueError(f"with labels=, give one {'threshold' if budget is None else 'budget'} per class.")
+    y = _labels_for(per_class, labels, s)
+    k = len(per_class)
+    flagged = np.zeros(len(s), bool)
+    if budget is not None:
+        sizes = np.bincount(y, minlength=k)
+        counts = per_class.astype(np.int64)
+        if not np.array_equal(counts, per_class) or np.any(counts < 0) or np.any(counts > sizes):
+            raise ValueError(
+                f"budget={per_class.tolist()} is not allowed: per class, a count between 0 and its "
+                f"number of examples ({sizes.tolist()})."
+            )
+        thresholds = np.full(k, np.inf)
+        for c in np.flatnonzero(counts):
+            members = np.flatnonzero(y == c)
+            top = members[np.argsort(-s[members], kind="stable")[: counts[c]]]
+            flagged[top] = True
+            thresholds[c] = s[top[-1]]
+    else:
+        thresholds = per_class.astype(np.float64)
+        if np.any(np.isnan(thresholds)) or np.any(thresholds == -np.inf):
+            raise ValueError(f"threshold={thresholds.tolist()} is not allowed: numbers (inf: flag none of a class).")
+        flagged = s >= thresholds[y]
+    finite = thresholds[np.isfinite(thresholds)]
+    found = Detection(
+        scores=s,
+        ranked=np.arange(len(s)),
+        flagged=flagged,
+        threshold=float(finite.min()) if finite.size else float("inf"),
+        class_thresholds=thresholds,
+        labels=y,
+    )
+    return dataclasses.replace(found, ranked=_ranked(s, found.margins(), flagged))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,6 +267,34 @@ def estimate_noise(probs, labels) -> NoiseEstimate:
     joint = np.divide(joint, rows, out=np.zeros_like(joint), where=rows > 0) * counts[:, None]
     num = int(round(joint.sum() - np.trace(joint)))
     return NoiseEstimate(num, num / max(len(y), 1), thresholds, joint, p.argmax(axis=1))
+
+
+def class_budgets(estimate: NoiseEstimate, labels) -> np.ndarray:
+    """Per observed class, how many of its examples to flag: ``estimate.num_issues`` shared out over the
+    classes like the off-diagonal row sums of its confident joint (the estimated wrong labels *given* each
+    class), rounded so that they add up to the estimate (largest remainders) and capped at the class sizes.
+
+    Flagging class by class puts the flags where the estimate finds the wrong labels: with noise that hits
+    some classes (a cat filed as a dog), a single threshold over all examples flags the hard examples of
+    every class instead (docs/photos.md has the measurements).
+    """
+    y = np.asarray(labels).astype(np.int64).reshape(-1)
+    joint = np.asarray(estimate.joint, np.float64)
+    k = len(joint)
+    sizes = np.bincount(y, minlength=k)
+    if len(sizes) != k:
+        raise ValueError(f"labels span [0, {len(sizes) - 1}]: the estimate's joint covers [0, {k}).")
+    wrong = np.clip(joint.sum(axis=1) - np.diag(joint), 0.0, None)
+    if wrong.sum() <= 0:  # nothing off the diagonal (an estimate replaced by another's count): by class size
+        wrong = sizes.astype(np.float64)
+    total = min(int(estimate.num_issues), int(sizes.sum()))
+    share = np.minimum(total * wrong / max(wrong.sum(), 1e-12), sizes)
+    counts = np.floor(share).astype(np.int64)
+    order = np.argsort(counts - share, kind="stable")  # the largest remainders first
+    while counts.sum() < total:  # total <= sizes.sum(): some class always has room
+        room = order[counts[order] < sizes[order]]
+        counts[room[: total - counts.sum()]] += 1
+    return counts
 
 
 def estimate_interval(
@@ -257,7 +380,8 @@ def scaled(probs, t: float) -> np.ndarray:
 def evaluate(detection: Detection, noise_mask, ks=(100, 1000)) -> dict[str, float]:
     """Detection quality against the true corruption mask (scikit-learn metrics).
 
-    Returns ROC AUC, average precision, precision / recall / F1 of the flags,
+    Returns ROC AUC and average precision of the ranking (``ranked``; over
+    all examples, the scores'), precision / recall / F1 of the flags,
     and precision at k for each k in ``ks`` and at k = the number of
     corrupted examples.
     """
@@ -270,8 +394,9 @@ def evaluate(detection: Detection, noise_mask, ks=(100, 1000)) -> dict[str, floa
         "num_flagged": int(detection.flagged.sum()),
     }
     if 0 < truth.sum() < truth.size:
-        out["roc_auc"] = float(skm.roc_auc_score(truth, detection.scores))
-        out["average_precision"] = float(skm.average_precision_score(truth, detection.scores))
+        key = detection.ranking_key()  # the ranking as a person reads it (class by class: by margin)
+        out["roc_auc"] = float(skm.roc_auc_score(truth, key))
+        out["average_precision"] = float(skm.average_precision_score(truth, key))
     precision, recall, f1, _ = skm.precision_recall_fscore_support(
         truth, detection.flagged, average="binary", zero_division=0
     )
@@ -364,15 +489,20 @@ def detect(
     threshold: float | None = None,
     budget=None,
     noise_mask=None,
+    per_class: bool = True,
 ) -> tuple[Detection, NoiseEstimate, dict]:
     """Ranks ``scores``, flags as many as :func:`estimate_noise` finds in ``classifier_probs`` (with LIMIT's
     ``predictor_probs``: :func:`estimate_noise_from_both`; or by ``threshold`` / ``budget``), and with a
     known ``noise_mask`` measures the result.
 
+    ``per_class``: flag the estimated count class by class (:func:`class_budgets`), each class's most
+    suspicious; otherwise the most suspicious over all examples. A ``threshold`` or ``budget`` is always
+    applied over all examples.
+
     Returns:
-      ``(detection, estimate, summary)``; the summary holds the counts, the
-      estimate (and with ``predictor_probs`` its ``estimate_bounds``) and,
-      with ``noise_mask``, :func:`evaluate`'s metrics.
+      ``(detection, estimate, summary)``; the summary holds the counts (per observed class too), the
+      estimate (and with ``predictor_probs`` its ``estimate_bounds``) and, with ``noise_mask``,
+      :func:`evaluate`'s metrics.
     """
     labels = np.asarray(labels)
     bounds = None
@@ -382,16 +512,25 @@ def detect(
         estimate, *bounds = estimate_noise_from_both(classifier_probs, predictor_probs, labels)
         estimator = BOTH_ESTIMATOR
     by_estimate = threshold is None and budget is None
-    detection = rank(scores, threshold=threshold, budget=estimate.num_issues if by_estimate else budget)
+    if by_estimate and per_class:
+        detection = rank(scores, budget=class_budgets(estimate, labels), labels=labels)
+    else:
+        detection = rank(scores, threshold=threshold, budget=estimate.num_issues if by_estimate else budget)
+    k = len(estimate.joint)
     summary = {
         "num_examples": len(labels),
         "num_flagged": int(detection.flagged.sum()),
-        "flagged_by": "estimate" if by_estimate else "budget or threshold",
+        "flagged_by": ("estimate, class by class" if per_class else "estimate")
+        if by_estimate
+        else "budget or threshold",
+        "flagged_per_class": np.bincount(labels[detection.flagged].astype(np.int64), minlength=k).tolist(),
         "estimated_issues": estimate.num_issues,
         "estimated_noise_rate": estimate.noise_rate,
         "estimator": estimator,
         "threshold": detection.threshold,
     }
+    if detection.class_thresholds is not None:
+        summary["class_thresholds"] = [float(t) if np.isfinite(t) else None for t in detection.class_thresholds]
     if bounds is not None:  # the two estimates the midpoint lies between (q's low, the classifier's high)
         summary["estimate_bounds"] = [float(b) for b in bounds]
     if noise_mask is not None:

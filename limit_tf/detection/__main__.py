@@ -23,7 +23,7 @@ def parse_budget(text: str | None):
 
 
 def main(argv) -> None:
-    """``python -m limit_tf.detection --workdir=RUN [--score=limit] [--budget=N | --threshold=T]``."""
+    """``python -m limit_tf.detection --workdir=RUN [--score=limit] [--budget=N | --threshold=T] [--noper_class]``."""
     del argv
     from absl import flags
 
@@ -33,7 +33,9 @@ def main(argv) -> None:
     if not f.run:
         cli.fail("--run is required: the work dir of a run of limit_tf.main (or --workdir, the same flag).")
     try:
-        report = runs.detect_in_run(f.run, score=f.score, threshold=f.threshold, budget=parse_budget(f.budget))
+        report = runs.detect_in_run(
+            f.run, score=f.score, threshold=f.threshold, budget=parse_budget(f.budget), per_class=f.per_class
+        )
     except (FileNotFoundError, ValueError) as e:
         cli.fail(str(e))
     print(issue_report.describe(report, runs.output_dir(f.run, report["score"])))
@@ -52,6 +54,12 @@ def define_flags() -> None:
     flags.DEFINE_float("threshold", None, "Flag examples whose score is at least this.")
     flags.DEFINE_string(
         "budget", None, "Flag this many examples (int) or this fraction (float); default: the estimated number."
+    )
+    flags.DEFINE_bool(
+        "per_class",
+        True,
+        "Flag the estimated number class by class, where the estimate finds the wrong labels (--noper_class: "
+        "the most suspicious over all examples). --budget and --threshold apply over all examples.",
     )
 
 
