@@ -9,8 +9,9 @@ run's model and flags them both ways, with the same scores and the same
 estimate: ``per_class=False`` (the most suspicious over all examples, one
 threshold) and ``per_class=True`` (the estimated number shared out over the
 classes like the confident joint's off-diagonal rows, each class at its own
-threshold; the default). It reports the flags' precision and recall and the
-ROC AUC of the list as a person reads it, against the truth: the run's own
+threshold; the default). It reports the flags' precision and recall, the
+ROC AUC of the list as a person reads it and the precision of its first 100
+and 1,000 rows, against the truth: the run's own
 when it made the noise (``--noise_rate`` runs), else ``truth.json`` beside
 the run's folder (``real_noise.py``'s folders). Nothing is trained. Writes
 ``--out`` (.json and .md): a row per run and the means per group of runs
@@ -96,6 +97,7 @@ def one_run(run: str) -> dict | None:
         row[key] = {
             "flagged": summary["num_flagged"],
             **{m: summary[m] for m in ("precision", "recall", "roc_auc")},
+            **{m: summary.get(m) for m in ("precision_at_100", "precision_at_1000")},  # None: fewer rows than that
             **{f"validation_{m}": held[m] for m in ("precision", "recall", "roc_auc")},
         }
     row["estimated_rate"] = estimate.noise_rate
@@ -116,13 +118,15 @@ def table(rows: list[dict]) -> str:
         groups.setdefault(group_of(row["run"]), []).append(row)
     lines = [
         "| runs | n | precision / recall: one threshold | class by class | ROC AUC: one threshold | class by class "
+        "| precision of the first 100 / 1,000: one threshold | class by class "
         "| validation rows, precision / recall: one threshold | class by class |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, members in groups.items():
 
         def mean(rule, metric, members=members):
-            return float(np.mean([m[rule][metric] for m in members]))
+            values = [m[rule][metric] for m in members]
+            return float(np.mean([np.nan if v is None else v for v in values]))
 
         cells = [name, str(len(members))]
         for prefix in ("", "validation_"):
@@ -130,6 +134,10 @@ def table(rows: list[dict]) -> str:
                 cells.append(f"{mean(rule, prefix + 'precision'):.3f} / {mean(rule, prefix + 'recall'):.3f}")
             if not prefix:
                 cells += [f"{mean(rule, 'roc_auc'):.3f}" for rule in ("one_threshold", "class_by_class")]
+                cells += [
+                    f"{mean(rule, 'precision_at_100'):.2f} / {mean(rule, 'precision_at_1000'):.3f}"
+                    for rule in ("one_threshold", "class_by_class")
+                ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -122,3 +122,37 @@ def test_the_trust_check_scores_the_warning_against_the_truth(tmp_path):
     summary = trust.summarize(list(rows.values()))
     assert summary["verdicts_right"] == 3 and summary["false_alarms_before"] == 1 and summary["missed_before"] == 1
     assert "3 runs, 2 unreliable. The warning: right on 3" in trust.to_markdown(list(rows.values()), summary)
+
+
+def test_flagging_compares_both_rules_on_a_trained_run_and_reads_a_folders_truth(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from limit_tf import train
+    from tests.conftest import tiny_config, write_fake_mnist
+
+    flagging = _load("flagging")
+    write_fake_mnist(tmp_path / "data", n_train=300, n_test=50)
+    config = tiny_config(tmp_path / "seed0" / "limit", tmp_path / "data", method="limit", predictor="laplace", epochs=2)
+    train.run_experiment(config)
+    row = flagging.one_run(str(tmp_path / "seed0" / "limit"))
+    one, by_class = row["one_threshold"], row["class_by_class"]
+    assert one["flagged"] == by_class["flagged"] > 0  # the same estimate, put in other places
+    assert all(0 <= rule[m] <= 1 for rule in (one, by_class) for m in ("precision", "recall", "roc_auc"))
+    assert row["score"] == "limit" and 0 < row["true_rate"] < 1
+    assert flagging.group_of(str(tmp_path / "pair0.4_seed2" / "ce")) == f"{tmp_path.name}/pair0.4 ce"
+    assert "| " + flagging.group_of(row["run"]) + " | 1 |" in flagging.table([row])
+    # A folder's truth stays beside it (real_noise.py): the files whose folder is not their true class.
+    (tmp_path / "cell" / "train").mkdir(parents=True)
+    truth = {"a/1.png": "a", "b/2.png": "a", "a/3.png": "a", "b/4.png": "b"}
+    (tmp_path / "cell" / "truth.json").write_text(json.dumps({"true_label": truth}))
+    part = lambda origins, labels: SimpleNamespace(origins=origins, labels=np.array(labels))  # noqa: E731
+    dataset = SimpleNamespace(
+        truth_known=False,
+        class_names=["a", "b"],
+        train=part(["a/1.png", "b/2.png"], [0, 1]),
+        validation=part(["a/3.png", "b/4.png"], [0, 1]),
+    )
+    masks = flagging.truth_masks(dataset, SimpleNamespace(dataset=f"folder:{tmp_path / 'cell' / 'train'}"))
+    assert [m.tolist() for m in masks] == [[False, True], [False, False]]
+    assert flagging.truth_masks(dataset, SimpleNamespace(dataset=f"folder:{tmp_path}")) is None
