@@ -267,7 +267,7 @@ def one_run(method: str, folder: Path, test: Path, run: Path, truth: dict, limit
     results = json.loads((run / "results.json").read_text())
     row = {"method": method, "test_accuracy": results["test_accuracy"], "best_epoch": results["best_epoch"]}
     if method == "ce_cleaned":  # its use is the retrained classifier; its files were flagged by the limit run
-        return {**row, "wall_s": results["train_wall_time_s"]}
+        return {**row, "wall_s": results["train_wall_time_s"], **_flags_remade(run, limit_run)}
     from limit_tf import detection
 
     score = "limit" if method in ("limit", "limit_l") else "self_confidence"
@@ -286,6 +286,16 @@ def one_run(method: str, folder: Path, test: Path, run: Path, truth: dict, limit
             found.get("clean_accuracy_by_noise_estimate"), found["estimated_noise_rate"]
         ),
     }
+
+
+def _flags_remade(run: Path, limit_run: Path) -> dict:
+    """Whether the limit run's list was made again after ``run`` trained on it (a new flagging rule): then
+    ``run`` dropped an earlier list's files, and its row says so until its dir is deleted and it trains again."""
+    lists = sorted(limit_run.glob("detection_*/label_issues.csv"))
+    if not lists or lists[0].stat().st_mtime <= (run / "results.json").stat().st_mtime:
+        return {}
+    print(f"{run}: trained on an earlier list of {lists[0]}; delete {run} to train it on the current one", flush=True)
+    return {"earlier_flags": True}
 
 
 def _detect(run: Path, score: str) -> float:
@@ -402,6 +412,9 @@ def to_markdown(cells: list[dict]) -> str:
         def values(key, scale=1.0, rows=rows):
             return _mean([None if r.get(key) is None else scale * r[key] for r in rows])
 
+        earlier = sum(bool(r.get("earlier_flags")) for r in rows)
+        if earlier:
+            method = f"{method} ({earlier} on an earlier list)"
         lines.append(
             f"| {noise} | {method} | {len(rows)} | {values('test_accuracy')} | {values('roc_auc')} | "
             f"{values('precision')} | {values('recall')} | {values('estimate_error', 100)} | "

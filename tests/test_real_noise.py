@@ -156,6 +156,24 @@ def test_a_detection_made_by_an_earlier_flagging_rule_is_made_again(tmp_path, mo
     assert rn._detect(run, "limit") == 2.5 and len(calls) == 1  # made by the current rule: reused
 
 
+def test_a_cleaned_run_says_when_the_list_it_dropped_was_made_again(tmp_path):
+    rn = _load("real_noise")
+    cleaned, limit = tmp_path / "ce_cleaned", tmp_path / "limit"
+    (limit / "detection_limit").mkdir(parents=True)
+    cleaned.mkdir()
+    issues = limit / "detection_limit" / "label_issues.csv"
+    issues.write_text("path\n")
+    (cleaned / "results.json").write_text("{}")
+    os.utime(issues, (1_000, 1_000))  # the list it trained on: older than its results
+    assert rn._flags_remade(cleaned, limit) == {}
+    os.utime(issues, None)
+    os.utime(cleaned / "results.json", (1_000, 1_000))  # the list was made again afterwards
+    assert rn._flags_remade(cleaned, limit) == {"earlier_flags": True}
+    rows = [{"method": "ce_cleaned", "test_accuracy": 0.6, "wall_s": 60, "earlier_flags": True}]
+    table = rn.to_markdown([{"kind": "uniform", "rate": 0.4, "rows": rows}])
+    assert "| uniform 0.4 | ce_cleaned (1 on an earlier list) | 1 | 0.600 |" in table
+
+
 @pytest.mark.slow
 def test_the_benchmark_runs_a_human_label_set_end_to_end_and_scores_every_file(tmp_path, rng):
     labels = _fake_copy(tmp_path, rng, n=200, test_n=40)
