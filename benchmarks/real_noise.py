@@ -62,9 +62,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CIFAR = "cifar10_jpeg/cifar10_jpeg.npz"
 METHODS = ("limit", "limit_l", "ce", "ce_cleaned", "cleanlab")
-# Detection's default flagging rule; a detection made by an earlier one is made again (before it, detection
-# flagged over all files with one threshold, and the record had no "flagging" key).
-FLAGGING = "estimate, class by class"
+# Detection's default flagging and ordering rule; a detection made by an earlier one is made again (first,
+# one threshold over all files, recorded without this key; then class by class, listed by the margin over
+# each class's threshold, "estimate, class by class").
+FLAGGING = "estimate, class by class; the classes in turn"
 CLEANLAB_FOLDS = 4
 FLAGS_OF = {
     "limit": ("--method=limit",),

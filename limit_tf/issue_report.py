@@ -4,8 +4,8 @@ In the output folder of :func:`limit_tf.runs.detect_in_run`:
 
 - ``label_issues.csv``: one row per example you gave (the training split
   and the validation split), the flagged ones first, each part most
-  suspicious first (by how far the score lies above the threshold of the
-  row's observed class when detection flags class by class, the default). Its first column says where the example is in your data: ``path``
+  suspicious first (flagged class by class, the default: each class's most
+  suspicious in turn, in proportion to its flags; ``Detection.standing``). Its first column says where the example is in your data: ``path``
   (image folders: the file, relative to the folder), ``line`` (CSV: the line
   in the file, the header being line 1, as editors and spreadsheets number
   it), ``x_index`` (npz: the 0-based index into ``x``), ``origin``
@@ -67,21 +67,21 @@ def save(
     out.mkdir(parents=True, exist_ok=True)
     names = list(dataset.class_names)
     truth_known = dataset.truth_known
-    parts = [("train", detection.scores, detection.margins(), detection.flagged, suggested)]
+    parts = [("train", detection.scores, detection.standing(), detection.flagged, suggested)]
     if validation is not None and len(dataset.validation):
-        margins = validation.get("margins")
-        if margins is None:
-            margins = detection.margins(validation["scores"], dataset.validation.labels)
-        parts.append(("validation", validation["scores"], margins, validation["flagged"], validation["suggested"]))
+        standing = validation.get("standing")
+        if standing is None:
+            standing = detection.standing(validation["scores"], dataset.validation.labels)
+        parts.append(("validation", validation["scores"], standing, validation["flagged"], validation["suggested"]))
     rows = []
     origin_name = origin_column(dataset)[0]
-    for split, scores, margins, flagged, suggested_labels in parts:
+    for split, scores, standing, flagged, suggested_labels in parts:
         part = getattr(dataset, split)
         _, origins = origin_column(dataset, split)
         for i in range(len(part)):
             rows.append(
                 (
-                    (bool(flagged[i]), float(margins[i]), float(scores[i])),
+                    (bool(flagged[i]), float(standing[i]), float(scores[i])),
                     [
                         origins[i],
                         names[part.labels[i]],
@@ -95,8 +95,8 @@ def save(
                     + ([names[part.clean_labels[i]]] if truth_known else []),
                 )
             )
-    # Flagged first, then by the margin over the threshold that applies (class by class: the row's class's),
-    # then by score; stable: ties keep the training examples first, in index order.
+    # Flagged first, then by standing (class by class: the place in the class's own ranking), then by score;
+    # stable: ties keep the training examples first, in index order.
     rows.sort(key=lambda r: r[0], reverse=True)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

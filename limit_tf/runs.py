@@ -336,6 +336,6 @@ def score_validation(
     return {
         "scores": scores,
         "flagged": found.apply(scores, labels).flagged,
-        "margins": found.margins(scores, labels),
+        "standing": found.standing(scores, labels),
         "suggested": val_probs["classifier"].argmax(axis=1),
     }

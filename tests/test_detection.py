@@ -122,14 +122,16 @@ def test_detect_in_run_writes_outputs(tmp_path):
     validation = [r for r in every if r["split"] == "validation"]
     assert len(rows) == 200 and len(validation) == report["validation_scored"] > 0  # every example given has a row
     assert [int(r["rank"]) for r in every] == list(range(1, len(every) + 1))
-    # Flagged rows first; each part by how far its score lies above its own class's threshold.
+    # Flagged rows first; in each part every class's rows by score, the classes taken in turn.
     thresholds = {c: np.inf if t is None else t for c, t in report["class_thresholds"].items()}
-    margin = [float(r["score"]) - thresholds[r["observed_label"]] for r in every]
     flags = [r["flagged"] == "1" for r in every]
     assert flags == sorted(flags, reverse=True) and sum(flags) == report["num_flagged"] + report["validation_flagged"]
     for part in (True, False):
-        shown = [m for m, f in zip(margin, flags, strict=True) if f == part]
-        assert all(m >= after - 1e-5 for m, after in itertools.pairwise(shown))  # the file's scores: 6 digits
+        for c in thresholds:
+            shown = [float(r["score"]) for r in every if (r["flagged"] == "1") == part and r["observed_label"] == c]
+            assert all(m >= after - 1e-5 for m, after in itertools.pairwise(shown))  # the file's scores: 6 digits
+    first = [r["observed_label"] for r in every[: report["num_flagged"] // 2]]
+    assert len(set(first)) >= min(3, sum(n > 0 for n in report["flagged_per_class"].values()))
     assert sum(r["flagged"] == "1" for r in validation) == report["validation_flagged"]
     assert all((float(r["score"]) >= thresholds[r["observed_label"]]) == (r["flagged"] == "1") for r in validation)
     assert 0 <= report["validation_roc_auc"] <= 1
@@ -383,9 +385,11 @@ def test_rank_class_by_class():
     assert found.flagged.tolist() == [True, False, False, True, True, False]
     np.testing.assert_allclose(found.class_thresholds, [0.9, 0.3])
     assert found.threshold == 0.3
-    # Flagged first, each part by the margin over its class's threshold: 1 (0.4 - 0.3 = 0.1) before 0 (0.0).
-    assert found.ranked.tolist() == [3, 0, 4, 5, 2, 1]
-    np.testing.assert_allclose(found.margins(), scores - np.array([0.9, 0.9, 0.9, 0.3, 0.3, 0.3]))
+    # Flagged first; each class's most suspicious in turn, in proportion to its flags (ties by score).
+    np.testing.assert_allclose(found.standing(), [2.0, 0.5, 1.0, 2.0, 1.5, 1.0])
+    assert found.ranked.tolist() == [0, 3, 4, 2, 5, 1]
+    # Other examples are placed where their scores fall among the training examples of their class.
+    np.testing.assert_allclose(found.standing([0.95, 0.35, 0.0], [0, 1, 1]), [2.0, 1.5, 0.0])
     none_of_one = detection.rank(scores, budget=[0, 1], labels=labels)
     assert none_of_one.flagged.tolist() == [False, False, False, True, False, False]
     assert none_of_one.class_thresholds[0] == np.inf and none_of_one.ranked[0] == 3

@@ -88,8 +88,8 @@ class Detection:
     Attributes:
       scores: per-example scores (N,).
       ranked: indices from most to least suspicious: the flagged ones first,
-        each part by its margin over its threshold (see :meth:`margins`), ties
-        by score.
+        each part by :meth:`standing` (over all examples: the score; class by
+        class: the place in the class's own ranking), ties by score.
       flagged: boolean mask (N,) of the examples flagged as mislabeled.
       threshold: the score at or above which an example is flagged (class by
         class: the lowest of ``class_thresholds``; ``inf`` when none is).
@@ -105,14 +105,29 @@ class Detection:
     class_thresholds: np.ndarray | None = None
     labels: np.ndarray | None = None
 
-    def margins(self, scores=None, labels=None) -> np.ndarray:
-        """How far each score lies above the threshold that applies to it (its class's, class by class);
-        ``>= 0`` is flagged, ``-inf`` where nothing of its class is. Without arguments: the ranked examples'."""
+    def standing(self, scores=None, labels=None) -> np.ndarray:
+        """How suspicious each example is, comparable across classes (higher = more): the order of ``ranked``.
+
+        Over all examples, the score itself. Class by class, the example's place in its class's training
+        ranking, counted in that class's flags: ``2 - r / b`` in the flagged part (``r`` examples of its
+        class score higher, ``b`` are flagged), ``1 - (r - b) / (n - b)`` in the rest (``n`` examples), so
+        that the list takes each class's most suspicious in turn, in proportion to its flags. Other
+        examples (``scores`` and ``labels`` of a validation split) are placed where their scores fall among
+        the training examples of their class. Without arguments: the ranked examples'.
+        """
         s = self.scores if scores is None else np.asarray(scores, np.float64)
         if self.class_thresholds is None:
-            return s - self.threshold
+            return s
         y = self.labels if labels is None else _labels_for(self.class_thresholds, labels, s)
-        return s - self.class_thresholds[y]
+        out = np.empty(len(s))
+        for c in range(len(self.class_thresholds)):
+            members = self.labels == c
+            ascending = np.sort(self.scores[members])
+            n, b = len(ascending), int(self.flagged[members].sum())
+            here = y == c
+            higher = n - np.searchsorted(ascending, s[here], side="right")
+            out[here] = np.where(higher < b, 2.0 - higher / max(b, 1), 1.0 - (higher - b) / max(n - b, 1))
+        return out
 
     def apply(self, scores, labels=None) -> Detection:
         """Other examples (a validation split, scored by the same model) flagged at the same threshold(s)."""
@@ -139,9 +154,9 @@ def _labels_for(per_class, labels, scores) -> np.ndarray:
     return y
 
 
-def _ranked(scores, margins, flagged) -> np.ndarray:
-    # np.lexsort sorts by its last key first: flagged first, then by margin, then by score (all descending).
-    return np.lexsort((-scores, -margins, ~flagged))
+def _ranked(scores, standing, flagged) -> np.ndarray:
+    # np.lexsort sorts by its last key first: flagged first, then by standing, then by score (all descending).
+    return np.lexsort((-scores, -standing, ~flagged))
 
 
 def rank(scores, *, threshold=None, budget=None, labels=None) -> Detection:
@@ -219,7 +234,7 @@ def _rank_by_class(s: np.ndarray, threshold, budget, labels) -> Detection:
         class_thresholds=thresholds,
         labels=y,
     )
-    return dataclasses.replace(found, ranked=_ranked(s, found.margins(), flagged))
+    return dataclasses.replace(found, ranked=_ranked(s, found.standing(), flagged))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -394,7 +409,7 @@ def evaluate(detection: Detection, noise_mask, ks=(100, 1000)) -> dict[str, floa
         "num_flagged": int(detection.flagged.sum()),
     }
     if 0 < truth.sum() < truth.size:
-        key = detection.ranking_key()  # the ranking as a person reads it (class by class: by margin)
+        key = detection.ranking_key()  # the ranking as a person reads it (class by class: by standing)
         out["roc_auc"] = float(skm.roc_auc_score(truth, key))
         out["average_precision"] = float(skm.average_precision_score(truth, key))
     precision, recall, f1, _ = skm.precision_recall_fscore_support(
