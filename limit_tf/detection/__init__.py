@@ -291,7 +291,7 @@ def class_budgets(estimate: NoiseEstimate, labels) -> np.ndarray:
 
     Flagging class by class puts the flags where the estimate finds the wrong labels: with noise that hits
     some classes (a cat filed as a dog), a single threshold over all examples flags the hard examples of
-    every class instead (docs/photos.md has the measurements).
+    every class instead (docs/usage.md §7 and ``benchmarks/flagging.py`` have the measurements).
     """
     y = np.asarray(labels).astype(np.int64).reshape(-1)
     joint = np.asarray(estimate.joint, np.float64)
