@@ -69,9 +69,7 @@ def save(
     truth_known = dataset.truth_known
     parts = [("train", detection.scores, detection.standing(), detection.flagged, suggested)]
     if validation is not None and len(dataset.validation):
-        standing = validation.get("standing")
-        if standing is None:
-            standing = detection.standing(validation["scores"], dataset.validation.labels)
+        standing = detection.standing(validation["scores"], dataset.validation.labels)  # among the training rows
         parts.append(("validation", validation["scores"], standing, validation["flagged"], validation["suggested"]))
     rows = []
     origin_name = origin_column(dataset)[0]

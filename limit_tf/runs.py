@@ -303,7 +303,7 @@ def detect_in_run(
         summary["validation_flagged"] = int(validation["flagged"].sum())
         if dataset.truth_known:  # out-of-sample scores against the truth (benchmarks)
             mask = dataset.validation.noise_mask
-            measured = detection.evaluate(found.apply(validation["scores"], dataset.validation.labels), mask)
+            measured = detection.evaluate(validation["detection"], mask)
             summary.update(
                 {f"validation_{k}": measured[k] for k in ("roc_auc", "precision", "recall") if k in measured}
             )
@@ -331,11 +331,11 @@ def score_validation(
     example given has a row; None without one."""
     if val_probs is None:
         return None
-    labels = dataset.validation.labels
-    scores = detection.score(score, val_probs, labels)
+    scores = detection.score(score, val_probs, dataset.validation.labels)
+    held = found.apply(scores, dataset.validation.labels)
     return {
         "scores": scores,
-        "flagged": found.apply(scores, labels).flagged,
-        "standing": found.standing(scores, labels),
+        "flagged": held.flagged,
+        "detection": held,
         "suggested": val_probs["classifier"].argmax(axis=1),
     }
