@@ -3,6 +3,7 @@ r"""Real photographs with wrong labels: the README's image-folder recipe against
     python benchmarks/real_noise.py                                   # n = 10,000, uniform and pair 40%, 3 seeds
     python benchmarks/real_noise.py --seeds=1 --methods=limit,ce --noise_kinds=uniform      # one cell, two rows
     python benchmarks/real_noise.py --only_finished          # the table of what has finished, training nothing
+    python benchmarks/real_noise.py --first_seed=1 --seeds=2 --methods=cleanlab   # seeds 1 and 2 added to the table
     python benchmarks/real_noise.py --noise_kinds=cifar10n:worst   # human labels (CIFAR-10_human.pt in --data_dir)
 
 Per noise kind (``--noise_kinds``: ``uniform``, ``pair``: the paper's CIFAR-10
@@ -43,7 +44,14 @@ of the score and the flagged files' precision and recall; the estimated share
 of wrong labels against the training split's true share; wall time
 (training and detection; cleanlab trains four times). Runs are ordinary work
 dirs under ``--root`` (resumable); the table goes to ``--out`` (.json, .md)
-after every cell.
+after every row.
+
+The table at ``--out`` grows: a row made now replaces the one of the same
+noise, seed and method, and the rows of runs this invocation does not make
+(other seeds or methods, or runs whose dirs are gone, made on another day or
+machine) are kept (``--nokeep``: a table of this invocation's rows alone). So
+seeds can be added one at a time (``--first_seed``), each run where there is
+time for it.
 """
 
 from __future__ import annotations
@@ -99,6 +107,13 @@ def define_flags() -> None:
     flags.DEFINE_list("extra", [], "More flags for every training run (e.g. --epochs=2 for a smoke test).")
     flags.DEFINE_bool(
         "only_finished", False, "Train nothing: tabulate the rows whose runs have finished (an interrupted benchmark)."
+    )
+    flags.DEFINE_integer("first_seed", 0, "The first seed: seeds first_seed .. first_seed + seeds - 1 are run.")
+    flags.DEFINE_bool(
+        "keep",
+        True,
+        "Keep the rows of the table already at --out that this invocation does not make again (other seeds or "
+        "methods; runs whose dirs are gone); --nokeep: the table holds this invocation's rows alone.",
     )
 
 
@@ -439,6 +454,45 @@ def cifar_source(data_dir: str | None) -> Path:
     return source
 
 
+def kept_cells(out: str, n: int, test_n: int, extra) -> list[dict]:
+    """The cells of the table already at ``out`` (.json), to keep; none where there is none yet.
+
+    Raises:
+      SystemExit: that table was made with another ``--n``, ``--test_n`` or ``--extra`` (its rows are not
+        comparable with this invocation's), in one line.
+    """
+    path = Path(f"{out}.json")
+    if not path.is_file():
+        return []
+    try:
+        table = json.loads(path.read_text())
+        made_with = {"n": table["n"], "test_n": table["test_n"], "extra": list(table["extra"])}
+        cells = list(table["cells"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"error: {path} is not a table of this benchmark ({e!r}): give another --out.") from None
+    wanted = {"n": n, "test_n": test_n, "extra": list(extra)}
+    if made_with != wanted:
+        differ = ", ".join(f"--{k}={made_with[k]} (not {wanted[k]})" for k in wanted if made_with[k] != wanted[k])
+        raise SystemExit(f"error: {path} holds rows made with {differ}: give another --out, or --nokeep to replace it.")
+    return cells
+
+
+def merged(kept: list[dict], made: list[dict]) -> list[dict]:
+    """One cell per noise and seed, one row per method in it: a row made now replaces the kept one of its method.
+
+    Cells keep the order in which their noise first appears (kept first), then go by seed; rows go in
+    :data:`METHODS` order."""
+    cells: dict[tuple, dict] = {}
+    for cell in [*kept, *made]:
+        into = cells.setdefault((cell["kind"], cell["rate"], cell["seed"]), {"rows": []})
+        rows = {row["method"]: row for row in into["rows"]}
+        rows.update({row["method"]: row for row in cell["rows"]})
+        into.update({key: value for key, value in cell.items() if key != "rows"})
+        into["rows"] = sorted(rows.values(), key=lambda row: METHODS.index(row["method"]))
+    noises = list(dict.fromkeys((kind, rate) for kind, rate, _ in cells))
+    return [cells[key] for key in sorted(cells, key=lambda key: (noises.index(key[:2]), key[2]))]
+
+
 def _save(f, cells: list[dict]) -> None:
     from limit_tf import workdir
 
@@ -464,6 +518,10 @@ def main(argv) -> None:
         problem = kind_problem(kind)
         if problem:
             raise SystemExit(f"error: --noise_kinds={kind} {problem}.")
+    if f.first_seed < 0 or f.seeds < 1:
+        bad = f"--first_seed={f.first_seed}" if f.first_seed < 0 else f"--seeds={f.seeds}"
+        raise SystemExit(f"error: {bad} is not allowed; allowed: --first_seed >= 0 and --seeds >= 1.")
+    kept = kept_cells(f.out, f.n, f.test_n, f.extra) if f.keep else []
     source = cifar_source(f.data_dir)
     root = Path(f.root)
     clean = root / "data" / f"clean_n{f.n}"
@@ -471,7 +529,7 @@ def main(argv) -> None:
     names, labels = _write_clean(source, clean, f.n, f.test_n)
     cells = []
     for kind, rate in cells_of(f.noise_kinds, [float(r) for r in f.noise_rates]):
-        for seed in range(f.seeds):
+        for seed in range(f.first_seed, f.first_seed + f.seeds):
             name = cell_name(kind, rate, f.n, seed)
             folder = root / "data" / name
             if (folder / "truth.json").is_file():  # written last: the folder is whole
@@ -497,8 +555,8 @@ def main(argv) -> None:
                     row = one_run(method, folder / "train", clean / "test", run, truth, limit_run, extra)
                 print(json.dumps(row), flush=True)
                 cell["rows"].append(row)
-                _save(f, cells)  # after every row: an interrupted benchmark keeps what it finished
-    _save(f, cells)
+                _save(f, merged(kept, cells))  # after every row: an interrupted benchmark keeps what it finished
+    _save(f, merged(kept, cells))
 
 
 if __name__ == "__main__":

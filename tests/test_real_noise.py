@@ -5,6 +5,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 
@@ -174,6 +175,45 @@ def test_a_cleaned_run_says_when_the_list_it_dropped_was_made_again(tmp_path):
     assert "| uniform 0.4 | ce_cleaned (1 on an earlier list) | 1 | 0.600 |" in table
 
 
+def test_rows_made_now_replace_the_kept_ones_of_their_method_and_the_rest_are_kept():
+    rn = _load("real_noise")
+
+    def cell(kind, seed, *methods, acc=0.5):
+        rows = [{"method": m, "test_accuracy": acc} for m in methods]
+        return {"kind": kind, "rate": 0.4, "seed": seed, "realized_rate": 0.4, "rows": rows}
+
+    kept = [cell("uniform", 0, "limit", "ce"), cell("uniform", 1, "limit"), cell("pair", 0, "ce", "limit")]
+    made = [cell("pair", 1, "cleanlab", acc=0.9), cell("uniform", 0, "ce", "limit_l", acc=0.9)]
+    out = rn.merged(kept, made)
+    assert [(c["kind"], c["seed"]) for c in out] == [("uniform", 0), ("uniform", 1), ("pair", 0), ("pair", 1)]
+    assert [(r["method"], r["test_accuracy"]) for r in out[0]["rows"]] == [
+        ("limit", 0.5),  # kept
+        ("limit_l", 0.9),  # new
+        ("ce", 0.9),  # made again: replaces the kept row
+    ]
+    assert [r["method"] for r in out[2]["rows"]] == ["limit", "ce"]  # the methods' order
+    assert out[3]["rows"] == made[0]["rows"]
+    assert [(c["kind"], [r["method"] for r in c["rows"]]) for c in rn.merged([], made)] == [
+        ("pair", ["cleanlab"]),  # the noise seen first comes first
+        ("uniform", ["limit_l", "ce"]),
+    ]
+    assert kept[0]["rows"][1]["test_accuracy"] == 0.5  # the kept cells are not changed in place
+
+
+def test_a_kept_table_must_have_been_made_with_the_same_photographs_and_flags(tmp_path):
+    rn = _load("real_noise")
+    out = str(tmp_path / "table")
+    assert rn.kept_cells(out, 100, 20, []) == []  # none yet
+    cells = [{"kind": "uniform", "rate": 0.4, "seed": 0, "rows": []}]
+    (tmp_path / "table.json").write_text(json.dumps({"n": 100, "test_n": 20, "extra": ["--epochs=2"], "cells": cells}))
+    assert rn.kept_cells(out, 100, 20, ["--epochs=2"]) == cells
+    with pytest.raises(SystemExit, match=r"^error: .*table.json holds rows made with --n=100 \(not 200\), --extra="):
+        rn.kept_cells(out, 200, 20, [])
+    (tmp_path / "table.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit, match=r"is not a table of this benchmark .*: give another --out\.$"):
+        rn.kept_cells(out, 100, 20, [])
+
+
 @pytest.mark.slow
 def test_the_benchmark_runs_a_human_label_set_end_to_end_and_scores_every_file(tmp_path, rng):
     labels = _fake_copy(tmp_path, rng, n=200, test_n=40)
@@ -219,3 +259,16 @@ def test_the_benchmark_runs_a_human_label_set_end_to_end_and_scores_every_file(t
     assert json.loads((tmp_path / "table.json").read_text())["cells"][1] == other
     bad = subprocess.run([*command[:-3], "--noise_kinds=cifar10n:best"], capture_output=True, text=True, cwd=REPO)
     assert bad.returncode != 0 and "error: --noise_kinds=cifar10n:best is not a label set" in bad.stderr + bad.stdout
+    # A third seed added later, with the first two runs' dirs gone: their rows are kept, the new one joins them.
+    shutil.rmtree(tmp_path / "runs" / "cifar10n-worst_n200_seed0")
+    third = subprocess.run([*command, "--first_seed=2", "--seeds=1"], capture_output=True, text=True, cwd=REPO)
+    assert third.returncode == 0, third.stdout[-2000:] + third.stderr[-2000:]
+    cells = json.loads((tmp_path / "table.json").read_text())["cells"]
+    assert [c["seed"] for c in cells] == [0, 1, 2] and cells[:2] == [cell, other]
+    assert "| cifar10n:worst | ce | 3 |" in (tmp_path / "table.md").read_text()
+    assert not (tmp_path / "runs" / "cifar10n-worst_n200_seed0").exists()  # nothing trained again
+    for flag, said in (("--n=100", "holds rows made with --n=200 (not 100)"), ("--first_seed=-1", "--first_seed=-1")):
+        refused = subprocess.run([*command, flag], capture_output=True, text=True, cwd=REPO)
+        assert refused.returncode != 0 and said in refused.stderr + refused.stdout
+    fresh = subprocess.run([*command, "--nokeep", "--first_seed=2", "--seeds=1"], capture_output=True, cwd=REPO)
+    assert fresh.returncode == 0 and json.loads((tmp_path / "table.json").read_text())["cells"] == cells[2:]
