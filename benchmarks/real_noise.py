@@ -484,11 +484,11 @@ def merged(kept: list[dict], made: list[dict]) -> list[dict]:
     :data:`METHODS` order."""
     cells: dict[tuple, dict] = {}
     for cell in [*kept, *made]:
-        into = cells.setdefault((cell["kind"], cell["rate"], cell["seed"]), {"rows": []})
-        rows = {row["method"]: row for row in into["rows"]}
+        key = (cell["kind"], cell["rate"], cell["seed"])
+        rows = {row["method"]: row for row in cells.get(key, {"rows": []})["rows"]}
         rows.update({row["method"]: row for row in cell["rows"]})
-        into.update({key: value for key, value in cell.items() if key != "rows"})
-        into["rows"] = sorted(rows.values(), key=lambda row: METHODS.index(row["method"]))
+        ordered = sorted(rows.values(), key=lambda row: METHODS.index(row["method"]))
+        cells[key] = {**{name: value for name, value in cell.items() if name != "rows"}, "rows": ordered}
     noises = list(dict.fromkeys((kind, rate) for kind, rate, _ in cells))
     return [cells[key] for key in sorted(cells, key=lambda key: (noises.index(key[:2]), key[2]))]
 
